@@ -1,0 +1,286 @@
+//! `entitle`: build, check, diff, apply, dump, inspect and synthesize entitlement snapshots.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use entitle_core::{
+    diff, dump, load_source, read_file, synth, unix_now, BuildOptions, Catalog, Decision, Delta,
+    Error, Limit, Snapshot, View,
+};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(
+    name = "entitle",
+    version,
+    about = "Embedded entitlement engine: compile catalogs to snapshots, check, diff and apply"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Decide one feature for one customer; prints one JSON object.
+    Check {
+        /// A catalog (JSON) or a snapshot, told apart by content.
+        source: PathBuf,
+        /// The customer id.
+        customer: String,
+        /// The feature key.
+        feature: String,
+        /// Unix seconds to evaluate at (default: now).
+        #[arg(long, allow_hyphen_values = true)]
+        at: Option<i64>,
+        /// Current usage; adds "allowed" to the output.
+        #[arg(long)]
+        usage: Option<u64>,
+        /// Amount requested on top of usage (default 1).
+        #[arg(long, requires = "usage")]
+        requested: Option<u64>,
+    },
+    /// Compile a catalog into a snapshot (deterministic: same input, same bytes).
+    Build {
+        /// The catalog JSON.
+        catalog: PathBuf,
+        /// Where to write the snapshot.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// The content version to stamp.
+        #[arg(long, default_value_t = 1)]
+        version: u64,
+        /// Creation time to stamp (unix seconds); default $SOURCE_DATE_EPOCH, else 0.
+        #[arg(long, allow_hyphen_values = true)]
+        created_at: Option<i64>,
+    },
+    /// Compute the delta from one snapshot to another.
+    Diff {
+        /// The base snapshot.
+        old: PathBuf,
+        /// The target snapshot.
+        new: PathBuf,
+        /// Where to write the delta.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Apply a delta to the snapshot it was made for.
+    Apply {
+        /// The base snapshot.
+        old: PathBuf,
+        /// The delta.
+        delta: PathBuf,
+        /// Where to write the resulting snapshot.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Print a catalog that evaluates identically to a snapshot.
+    Dump {
+        /// The snapshot.
+        snapshot: PathBuf,
+    },
+    /// Print a snapshot's or a delta's version, counts, sizes and checksum as JSON.
+    Inspect {
+        /// A snapshot or a delta.
+        file: PathBuf,
+    },
+    /// Generate a deterministic, realistic test catalog.
+    Synth {
+        /// Number of customers.
+        #[arg(long)]
+        customers: u64,
+        /// Random seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Where to write the catalog.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("entitle: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Check {
+            source,
+            customer,
+            feature,
+            at,
+            usage,
+            requested,
+        } => {
+            let at = at.unwrap_or_else(unix_now);
+            let bytes = read(&source)?;
+            let decision = if bytes.starts_with(b"ENTLSNAP") {
+                View::from(snapshot(bytes, &source)?).check_at(&customer, &feature, at)
+            } else {
+                let catalog = Catalog::from_json(&bytes).map_err(|e| at_path(&source, e))?;
+                catalog.check(&customer, &feature, at)
+            };
+            print_line(&decision_json(&decision, usage, requested.unwrap_or(1)))
+        }
+        Command::Build {
+            catalog,
+            output,
+            version,
+            created_at,
+        } => {
+            let created_at = match created_at {
+                Some(t) => t,
+                None => match std::env::var("SOURCE_DATE_EPOCH") {
+                    Ok(v) => v
+                        .parse()
+                        .map_err(|_| format!("SOURCE_DATE_EPOCH is not a number: {v}"))?,
+                    Err(_) => 0,
+                },
+            };
+            let parsed = Catalog::from_json(&read(&catalog)?).map_err(|e| at_path(&catalog, e))?;
+            let snap = Snapshot::build(
+                &parsed,
+                BuildOptions {
+                    version,
+                    created_at,
+                },
+            )
+            .map_err(|e| e.to_string())?;
+            write_atomic(&output, snap.as_bytes())
+        }
+        Command::Diff { old, new, output } => {
+            let a = snapshot(read(&old)?, &old)?;
+            let b = snapshot(read(&new)?, &new)?;
+            let delta = diff(&a, &b).map_err(|e| e.to_string())?;
+            write_atomic(&output, delta.as_bytes())
+        }
+        Command::Apply { old, delta, output } => {
+            let base = snapshot(read(&old)?, &old)?;
+            let d = Delta::from_bytes(read(&delta)?).map_err(|e| at_path(&delta, e))?;
+            let view = View::from(base).apply(&d).map_err(|e| at_path(&delta, e))?;
+            let result = view.compact().map_err(|e| at_path(&delta, e))?;
+            write_atomic(&output, result.as_bytes())
+        }
+        Command::Dump { snapshot: path } => {
+            let view = View::from(snapshot(read(&path)?, &path)?);
+            let catalog = dump(&view).map_err(|e| at_path(&path, e))?;
+            let text =
+                serde_json::to_string_pretty(&catalog.to_json()).map_err(|e| e.to_string())?;
+            print_line(&text)
+        }
+        Command::Inspect { file } => {
+            let bytes = read(&file)?;
+            let info = if bytes.starts_with(b"ENTLDLTA") {
+                let d = Delta::from_bytes(bytes).map_err(|e| at_path(&file, e))?;
+                json!({
+                    "kind": "delta",
+                    "format_version": entitle_core::snapshot::format::DELTA_FORMAT_VERSION,
+                    "base_version": d.base().0,
+                    "base_checksum": format!("{:016x}", d.base().1),
+                    "target_version": d.target().0,
+                    "target_checksum": format!("{:016x}", d.target().1),
+                    "target_created_at": d.target_created_at(),
+                    "full": d.is_full(),
+                    "changes": d.change_count(),
+                    "bytes": d.as_bytes().len(),
+                })
+            } else {
+                let s = snapshot(bytes, &file)?;
+                let per_customer = if s.customer_count() > 0 {
+                    json!(s.as_bytes().len() as f64 / s.customer_count() as f64)
+                } else {
+                    json!(null)
+                };
+                json!({
+                    "kind": "snapshot",
+                    "format_version": entitle_core::snapshot::format::SNAPSHOT_FORMAT_VERSION,
+                    "version": s.version(),
+                    "created_at": s.created_at(),
+                    "checksum": format!("{:016x}", s.checksum()),
+                    "features": s.feature_count(),
+                    "customers": s.customer_count(),
+                    "profiles": s.profile_count(),
+                    "tables": s.table_count(),
+                    "epochs": s.epoch_count(),
+                    "customer_slots": s.slot_count(),
+                    "bytes": s.as_bytes().len(),
+                    "bytes_per_customer": per_customer,
+                    "memory_bytes": s.heap_size(),
+                })
+            };
+            let text = serde_json::to_string_pretty(&info).map_err(|e| e.to_string())?;
+            print_line(&text)
+        }
+        Command::Synth {
+            customers,
+            seed,
+            output,
+        } => write_atomic(&output, synth::catalog_json(customers, seed).as_bytes()),
+    }
+}
+
+fn decision_json(d: &Decision, usage: Option<u64>, requested: u64) -> String {
+    let limit = match d.limit() {
+        Some(Limit::Finite(n)) => json!(n),
+        Some(Limit::Unlimited) => json!("unlimited"),
+        None => json!(null),
+    };
+    let mut out = json!({
+        "feature_type": d.feature_type().map(|t| t.as_str()),
+        "enabled": d.enabled(),
+        "limit": limit,
+        "reason": d.reason.as_str(),
+    });
+    if let Some(usage) = usage {
+        out["allowed"] = json!(d.allows(usage, requested));
+    }
+    out.to_string()
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    read_file(path).map_err(|e| e.to_string())
+}
+
+fn at_path(path: &Path, e: impl std::fmt::Display) -> String {
+    format!("{}: {e}", path.display())
+}
+
+/// Loads a snapshot, or compiles a catalog when given one (so every command accepts both).
+fn snapshot(bytes: Vec<u8>, path: &Path) -> Result<Snapshot, String> {
+    load_source(bytes).map_err(|e: Error| at_path(path, e))
+}
+
+fn print_line(text: &str) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}").map_err(|e| format!("writing output: {e}"))
+}
+
+/// Writes via a temporary file and a rename, so a failure never leaves a partial file behind.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| format!("{}: not a file path", path.display()))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        at_path(path, e)
+    })
+}

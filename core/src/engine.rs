@@ -1,0 +1,240 @@
+//! The engine: what applications hold. A [`Store`] plus convenience constructors and lookups.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::catalog::{Catalog, CatalogError};
+use crate::delta::{ApplyError, Delta};
+use crate::model::{Decision, Limit};
+use crate::snapshot::{BuildOptions, FeatureInfo, FormatError, Snapshot};
+use crate::store::Store;
+use crate::view::View;
+
+/// Any failure of the engine's fallible operations.
+#[derive(Debug)]
+pub enum Error {
+    /// The catalog is invalid.
+    Catalog(CatalogError),
+    /// Snapshot or delta bytes are invalid.
+    Format(FormatError),
+    /// A delta does not apply to the current content.
+    Apply(ApplyError),
+    /// A file could not be read or written.
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Catalog(e) => write!(f, "invalid catalog: {e}"),
+            Error::Format(e) => e.fmt(f),
+            Error::Apply(e) => e.fmt(f),
+            Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Catalog(e) => Some(e),
+            Error::Format(e) => Some(e),
+            Error::Apply(e) => Some(e),
+            Error::Io { source, .. } => Some(source),
+        }
+    }
+}
+
+impl From<CatalogError> for Error {
+    fn from(e: CatalogError) -> Error {
+        Error::Catalog(e)
+    }
+}
+
+impl From<FormatError> for Error {
+    fn from(e: FormatError) -> Error {
+        Error::Format(e)
+    }
+}
+
+impl From<ApplyError> for Error {
+    fn from(e: ApplyError) -> Error {
+        Error::Apply(e)
+    }
+}
+
+/// Reads a file, naming it in the error.
+///
+/// # Errors
+/// [`Error::Io`] naming `path`.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Loads a snapshot or a catalog from bytes, told apart by content: snapshot magic, else JSON.
+///
+/// # Errors
+/// The catalog's or the snapshot's error.
+pub fn load_source(bytes: Vec<u8>) -> Result<Snapshot, Error> {
+    if bytes.starts_with(crate::snapshot::format::SNAPSHOT_MAGIC) {
+        return Ok(Snapshot::from_bytes(bytes)?);
+    }
+    let catalog = Catalog::from_json(&bytes)?;
+    Ok(Snapshot::build(&catalog, BuildOptions::default())?)
+}
+
+/// An in-process entitlement engine: lock-free lookups over the current snapshot, atomic updates.
+///
+/// # Examples
+/// ```
+/// use entitle_core::{Engine, Limit};
+/// let engine = Engine::from_catalog_json(br#"{
+///   "features": [{"key": "projects", "type": "limit", "default": 3}],
+///   "products": [{"id": "pro", "features": {"projects": 50}}],
+///   "customers": [{"id": "cus_A", "subscriptions": [
+///     {"id": "s", "status": "active", "items": [{"product": "pro"}]}]}]
+/// }"#)?;
+/// assert_eq!(engine.limit("cus_A", "projects"), Limit::Finite(50));
+/// assert!(engine.allows("cus_A", "projects", 49, 1));
+/// assert!(!engine.allows("cus_A", "projects", 50, 1));
+/// # Ok::<(), entitle_core::Error>(())
+/// ```
+pub struct Engine {
+    store: Store,
+}
+
+impl Engine {
+    /// An engine serving `snapshot`.
+    pub fn from_snapshot(snapshot: Snapshot) -> Engine {
+        Engine {
+            store: Store::new(snapshot),
+        }
+    }
+
+    /// An engine serving the snapshot in `bytes`.
+    ///
+    /// # Errors
+    /// [`Error::Format`] when the bytes are not a valid snapshot.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Engine, Error> {
+        Ok(Engine::from_snapshot(Snapshot::from_bytes(bytes)?))
+    }
+
+    /// An engine serving the snapshot (or catalog) in the file at `path`.
+    ///
+    /// # Errors
+    /// [`Error::Io`], or the content's error.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Engine, Error> {
+        Ok(Engine::from_snapshot(load_source(read_file(
+            path.as_ref(),
+        )?)?))
+    }
+
+    /// An engine compiled from a catalog (version 0), for tests and small applications.
+    ///
+    /// # Errors
+    /// [`Error::Format`] past the format's limits.
+    pub fn from_catalog(catalog: &Catalog) -> Result<Engine, Error> {
+        Ok(Engine::from_snapshot(Snapshot::build(
+            catalog,
+            BuildOptions::default(),
+        )?))
+    }
+
+    /// An engine compiled from catalog JSON.
+    ///
+    /// # Errors
+    /// [`Error::Catalog`] when the catalog is invalid.
+    pub fn from_catalog_json(json: &[u8]) -> Result<Engine, Error> {
+        Engine::from_catalog(&Catalog::from_json(json)?)
+    }
+
+    /// The store behind the engine.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The current view (hold briefly; it pins that content).
+    pub fn view(&self) -> Arc<View> {
+        self.store.view()
+    }
+
+    /// The current content version.
+    pub fn version(&self) -> u64 {
+        self.store.load().version()
+    }
+
+    /// Decides `feature` for `customer` now.
+    #[inline]
+    pub fn check(&self, customer: impl AsRef<[u8]>, feature: impl AsRef<[u8]>) -> Decision {
+        self.store.load().check(customer, feature)
+    }
+
+    /// Decides `feature` for `customer` at unix time `at`.
+    #[inline]
+    pub fn check_at(
+        &self,
+        customer: impl AsRef<[u8]>,
+        feature: impl AsRef<[u8]>,
+        at: i64,
+    ) -> Decision {
+        self.store.load().check_at(customer, feature, at)
+    }
+
+    /// Whether `customer` may use `feature` now (SPEC 2.6).
+    #[inline]
+    pub fn enabled(&self, customer: impl AsRef<[u8]>, feature: impl AsRef<[u8]>) -> bool {
+        self.check(customer, feature).enabled()
+    }
+
+    /// The limit of `feature` for `customer` now; `Finite(0)` for flags and unknown features.
+    #[inline]
+    pub fn limit(&self, customer: impl AsRef<[u8]>, feature: impl AsRef<[u8]>) -> Limit {
+        self.check(customer, feature)
+            .limit()
+            .unwrap_or(Limit::Finite(0))
+    }
+
+    /// Whether `customer` may use `requested` more of `feature` given `usage` (SPEC 2.7).
+    #[inline]
+    pub fn allows(
+        &self,
+        customer: impl AsRef<[u8]>,
+        feature: impl AsRef<[u8]>,
+        usage: u64,
+        requested: u64,
+    ) -> bool {
+        self.check(customer, feature).allows(usage, requested)
+    }
+
+    /// Every feature's decision for `customer` at `at`, in feature order (owned keys).
+    pub fn entitlements_at(&self, customer: impl AsRef<[u8]>, at: i64) -> Vec<(String, Decision)> {
+        let view = self.store.load();
+        view.entitlements_at(customer, at)
+            .map(|(f, d): (FeatureInfo<'_>, Decision)| (f.key.to_owned(), d))
+            .collect()
+    }
+
+    /// Replaces the content with a whole snapshot.
+    pub fn replace(&self, snapshot: Snapshot) {
+        self.store.replace(snapshot);
+    }
+
+    /// Applies delta bytes; returns the new version.
+    ///
+    /// # Errors
+    /// [`Error::Format`] for invalid bytes, [`Error::Apply`] for a delta made for another base; the
+    /// current content is kept either way.
+    pub fn apply_delta(&self, bytes: Vec<u8>) -> Result<u64, Error> {
+        let delta = Delta::from_bytes(bytes)?;
+        Ok(self.store.apply(&delta)?)
+    }
+}

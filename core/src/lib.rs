@@ -1,0 +1,47 @@
+//! entitle-core: an embedded entitlement engine.
+//!
+//! The data flows one way: a JSON [`Catalog`] is validated and compiled into a compact binary
+//! [`Snapshot`]; a [`Store`] holds the current [`View`] (a snapshot plus an overlay of applied
+//! [`Delta`]s) behind an atomic pointer; lookups evaluate SPEC section 2 against it without locks or
+//! allocation. See `docs/ARCHITECTURE.md` for the design and `docs/FORMAT.md` for the bytes.
+//!
+//! # Examples
+//! ```
+//! use entitle_core::{BuildOptions, Catalog, Reason, Snapshot, Store};
+//! let catalog = Catalog::from_json(br#"{
+//!   "features": [{"key": "sso", "type": "flag"}, {"key": "seats", "type": "limit", "default": 1, "per_unit": true}],
+//!   "products": [{"id": "pro", "features": {"sso": true, "seats": 1}}],
+//!   "customers": [{"id": "cus_A", "subscriptions": [
+//!       {"id": "sub_1", "status": "active", "items": [{"product": "pro", "quantity": 5}]}]}]
+//! }"#)?;
+//! let store = Store::new(Snapshot::build(&catalog, BuildOptions { version: 1, created_at: 0 })?);
+//! let view = store.load();
+//! let seats = view.check_at("cus_A", "seats", 1_700_000_000);
+//! assert_eq!(seats.limit(), Some(entitle_core::Limit::Finite(5)));
+//! assert_eq!(seats.reason, Reason::Subscription);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod catalog;
+pub mod delta;
+pub mod dump;
+pub mod engine;
+pub mod hash;
+pub mod model;
+pub mod snapshot;
+pub mod store;
+pub mod synth;
+pub mod view;
+
+pub use catalog::{
+    Catalog, CatalogError, Customer, Feature, Item, Override, Product, Subscription,
+};
+pub use delta::{diff, ApplyError, Delta};
+pub use dump::{dump, DumpError};
+pub use engine::{load_source, read_file, Engine, Error};
+pub use model::{Decision, FeatureType, Limit, Reason, Value, MAX_LIMIT};
+pub use snapshot::{BuildOptions, FeatureInfo, FormatError, Snapshot};
+pub use store::Store;
+pub use view::{unix_now, View};

@@ -1,0 +1,195 @@
+//! The profile sections shared by snapshots and deltas: tables of cells, epochs, and profiles.
+//!
+//! A *table* is one cell (value, reason) per feature. An *epoch* is a start time and a table. A
+//! *profile* is a run of epochs with strictly increasing starts, the first starting at `i64::MIN`: at
+//! time T the profile answers from its last epoch whose start is <= T. Customers with the same
+//! subscriptions and overrides share one profile.
+
+use super::format::{pad8, u32_at, u64_at, Reader, Writer, EPOCH_REC};
+use super::FormatError;
+use crate::model::{Cell, FeatureType, Reason, MAX_LIMIT, RAW_UNLIMITED};
+
+/// Decoded (or to-be-encoded) profile sections.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ProfileSet {
+    pub(crate) feature_count: usize,
+    /// `table_count × feature_count` cells, table-major.
+    pub(crate) cells: Vec<Cell>,
+    /// (start, table) per epoch.
+    pub(crate) epochs: Vec<(i64, u32)>,
+    /// `profile_count + 1` offsets into `epochs`.
+    pub(crate) offsets: Vec<u32>,
+}
+
+impl ProfileSet {
+    pub(crate) fn table_count(&self) -> usize {
+        self.cells
+            .len()
+            .checked_div(self.feature_count)
+            .unwrap_or(0)
+    }
+
+    pub(crate) fn profile_count(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    /// The table with this index.
+    #[inline(always)]
+    pub(crate) fn table(&self, t: u32) -> &[Cell] {
+        let f = self.feature_count;
+        let at = t as usize * f;
+        &self.cells[at..at + f]
+    }
+
+    /// The epochs of profile `p`.
+    #[inline(always)]
+    pub(crate) fn epochs_of(&self, p: u32) -> &[(i64, u32)] {
+        let p = p as usize;
+        &self.epochs[self.offsets[p] as usize..self.offsets[p + 1] as usize]
+    }
+
+    /// The cell of feature `f` in profile `p` at the time `at()` gives (called only when needed).
+    #[inline(always)]
+    pub(crate) fn cell(&self, p: u32, f: usize, at: impl FnOnce() -> i64) -> Cell {
+        let epochs = self.epochs_of(p);
+        let table = match epochs {
+            [(_, only)] => *only,
+            _ => active_epoch(epochs, at()),
+        };
+        self.cells[table as usize * self.feature_count + f]
+    }
+
+    /// Bytes the sections take when written.
+    pub(crate) fn encoded_len(&self) -> usize {
+        self.cells.len() * 8
+            + pad8(self.cells.len())
+            + self.epochs.len() * EPOCH_REC
+            + pad8(self.offsets.len() * 4)
+    }
+
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        for c in &self.cells {
+            out.put_u64(c.raw);
+        }
+        out.extend(self.cells.iter().map(|c| c.reason as u8));
+        out.pad8();
+        for &(start, table) in &self.epochs {
+            out.put_u64(start as u64);
+            out.put_u32(table);
+            out.put_u32(0);
+        }
+        for &o in &self.offsets {
+            out.put_u32(o);
+        }
+        out.pad8();
+    }
+
+    /// Reads and validates the sections for features of the given types.
+    pub(crate) fn read(
+        r: &mut Reader<'_>,
+        kinds: &[FeatureType],
+        table_count: usize,
+        epoch_count: usize,
+        profile_count: usize,
+    ) -> Result<ProfileSet, FormatError> {
+        let f = kinds.len();
+        let n_cells = table_count
+            .checked_mul(f)
+            .ok_or_else(|| FormatError::invalid("table size overflows"))?;
+        let values = r.take(
+            n_cells
+                .checked_mul(8)
+                .ok_or_else(|| FormatError::invalid("table size overflows"))?,
+            "table values",
+        )?;
+        let reasons = r.take_padded(n_cells, "table reasons")?;
+        let mut cells = Vec::with_capacity(n_cells);
+        for i in 0..n_cells {
+            let raw = u64_at(values, i * 8);
+            let reason = match reasons[i] {
+                0 => Reason::Default,
+                1 => Reason::Subscription,
+                2 => Reason::Override,
+                other => {
+                    return Err(FormatError::invalid(format!(
+                        "table {} has reason code {other}",
+                        i / f.max(1)
+                    )))
+                }
+            };
+            let ok = match kinds[i % f] {
+                FeatureType::Flag => raw <= 1,
+                FeatureType::Limit => raw <= MAX_LIMIT || raw == RAW_UNLIMITED,
+            };
+            if !ok {
+                return Err(FormatError::invalid(format!(
+                    "table {} holds an invalid value for feature {}",
+                    i / f,
+                    i % f
+                )));
+            }
+            cells.push(Cell { raw, reason });
+        }
+        let raw_epochs = r.take(
+            epoch_count
+                .checked_mul(EPOCH_REC)
+                .ok_or_else(|| FormatError::invalid("epoch size overflows"))?,
+            "epochs",
+        )?;
+        let mut epochs = Vec::with_capacity(epoch_count);
+        for e in 0..epoch_count {
+            let at = e * EPOCH_REC;
+            let start = u64_at(raw_epochs, at) as i64;
+            let table = u32_at(raw_epochs, at + 8);
+            if table as usize >= table_count || u32_at(raw_epochs, at + 12) != 0 {
+                return Err(FormatError::invalid(format!("epoch {e} is corrupt")));
+            }
+            epochs.push((start, table));
+        }
+        let raw_offsets = r.take_padded((profile_count + 1) * 4, "profile offsets")?;
+        let offsets: Vec<u32> = (0..=profile_count)
+            .map(|p| u32_at(raw_offsets, p * 4))
+            .collect();
+        if offsets[0] != 0 || offsets[profile_count] as usize != epoch_count {
+            return Err(FormatError::invalid(
+                "profile offsets do not cover the epochs",
+            ));
+        }
+        for p in 0..profile_count {
+            let (lo, hi) = (offsets[p] as usize, offsets[p + 1] as usize);
+            if lo >= hi || hi > epoch_count {
+                return Err(FormatError::invalid(format!("profile {p} has no epochs")));
+            }
+            if epochs[lo].0 != i64::MIN {
+                return Err(FormatError::invalid(format!(
+                    "profile {p} does not start at the beginning of time"
+                )));
+            }
+            if epochs[lo..hi].windows(2).any(|w| w[0].0 >= w[1].0) {
+                return Err(FormatError::invalid(format!(
+                    "profile {p} has epochs out of order"
+                )));
+            }
+        }
+        Ok(ProfileSet {
+            feature_count: f,
+            cells,
+            epochs,
+            offsets,
+        })
+    }
+}
+
+/// The table of the last epoch whose start is <= `at`. `epochs` is non-empty and starts at
+/// `i64::MIN`, so there always is one.
+#[inline]
+pub(crate) fn active_epoch(epochs: &[(i64, u32)], at: i64) -> u32 {
+    let mut table = epochs[0].1;
+    for &(start, t) in &epochs[1..] {
+        if start > at {
+            break;
+        }
+        table = t;
+    }
+    table
+}

@@ -1,0 +1,366 @@
+//! A view: an immutable base snapshot plus a small overlay of customers changed by deltas since.
+//!
+//! Applying a delta never touches the base: it copies the overlay (small, bounded by compaction) and
+//! inserts the changed customers, so its cost follows the delta, not the snapshot. Lookups consult the
+//! overlay first (skipped entirely when it is empty), then the base.
+
+use std::sync::Arc;
+
+use crate::hash::key_hash;
+use crate::model::{Cell, Decision, FeatureType, Reason};
+use crate::snapshot::build::Builder;
+use crate::snapshot::profiles::{active_epoch, ProfileSet};
+use crate::snapshot::{FeatureInfo, FormatError, Snapshot};
+
+/// The current unix time in seconds.
+pub fn unix_now() -> i64 {
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
+/// A customer profile carried by a delta: (start, cells) epochs.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct OwnedProfile {
+    pub(crate) epochs: Box<[(i64, Arc<[Cell]>)]>,
+}
+
+impl OwnedProfile {
+    #[inline]
+    fn cell(&self, f: usize, at: impl FnOnce() -> i64) -> Cell {
+        let cells = match &*self.epochs {
+            [(_, only)] => only,
+            epochs => {
+                let at = at();
+                let mut chosen = &epochs[0].1;
+                for (start, cells) in &epochs[1..] {
+                    if *start > at {
+                        break;
+                    }
+                    chosen = cells;
+                }
+                chosen
+            }
+        };
+        cells[f]
+    }
+}
+
+/// One overlay entry: a customer added or changed (`Some`) or removed (`None`) since the base.
+#[derive(Debug)]
+pub(crate) struct OverlayEntry {
+    pub(crate) hash: u64,
+    pub(crate) id: Box<[u8]>,
+    pub(crate) profile: Option<OwnedProfile>,
+}
+
+/// A copy-on-write open-addressed table of overlay entries (power-of-two capacity, linear probing).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Overlay {
+    slots: Vec<Option<Arc<OverlayEntry>>>,
+    len: usize,
+}
+
+impl Overlay {
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, hash: u64, id: &[u8]) -> Option<&Arc<OverlayEntry>> {
+        if self.len == 0 {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut s = hash as usize & mask;
+        while let Some(e) = &self.slots[s] {
+            if e.hash == hash && &*e.id == id {
+                return Some(e);
+            }
+            s = (s + 1) & mask;
+        }
+        None
+    }
+
+    pub(crate) fn insert(&mut self, entry: Arc<OverlayEntry>) {
+        if (self.len + 1) * 2 > self.slots.len() {
+            let cap = ((self.len + 1) * 2).next_power_of_two().max(16);
+            let old = std::mem::replace(&mut self.slots, vec![None; cap]);
+            self.len = 0;
+            for e in old.into_iter().flatten() {
+                self.insert(e);
+            }
+        }
+        let mask = self.slots.len() - 1;
+        let mut s = entry.hash as usize & mask;
+        loop {
+            match &self.slots[s] {
+                Some(e) if e.hash == entry.hash && e.id == entry.id => {
+                    self.slots[s] = Some(entry);
+                    return;
+                }
+                Some(_) => s = (s + 1) & mask,
+                None => {
+                    self.slots[s] = Some(entry);
+                    self.len += 1;
+                    return;
+                }
+            }
+        }
+    }
+
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &Arc<OverlayEntry>> {
+        self.slots.iter().flatten()
+    }
+}
+
+/// A customer's profile wherever it lives.
+#[derive(Clone, Copy)]
+pub(crate) enum ProfileRef<'a> {
+    Base(&'a ProfileSet, u32),
+    Owned(&'a OwnedProfile),
+}
+
+impl<'a> ProfileRef<'a> {
+    pub(crate) fn epochs(self) -> Vec<(i64, &'a [Cell])> {
+        match self {
+            ProfileRef::Base(set, p) => set
+                .epochs_of(p)
+                .iter()
+                .map(|&(start, t)| (start, set.table(t)))
+                .collect(),
+            ProfileRef::Owned(o) => o.epochs.iter().map(|(s, c)| (*s, &c[..])).collect(),
+        }
+    }
+
+    /// The table in force at `at`.
+    pub(crate) fn cells_at(self, at: i64) -> &'a [Cell] {
+        match self {
+            ProfileRef::Base(set, p) => set.table(active_epoch(set.epochs_of(p), at)),
+            ProfileRef::Owned(o) => {
+                let mut chosen = &o.epochs[0].1;
+                for (start, cells) in &o.epochs[1..] {
+                    if *start > at {
+                        break;
+                    }
+                    chosen = cells;
+                }
+                chosen
+            }
+        }
+    }
+}
+
+/// What evaluation runs against: a snapshot plus the deltas applied since. Immutable; a [`Store`]
+/// swaps whole views.
+///
+/// [`Store`]: crate::Store
+#[derive(Clone, Debug)]
+pub struct View {
+    pub(crate) base: Arc<Snapshot>,
+    pub(crate) overlay: Arc<Overlay>,
+    pub(crate) version: u64,
+    pub(crate) checksum: u64,
+    pub(crate) created_at: i64,
+    pub(crate) customer_count: usize,
+}
+
+impl From<Snapshot> for View {
+    fn from(s: Snapshot) -> View {
+        View::from(Arc::new(s))
+    }
+}
+
+impl From<Arc<Snapshot>> for View {
+    fn from(base: Arc<Snapshot>) -> View {
+        View {
+            version: base.version(),
+            checksum: base.checksum(),
+            created_at: base.created_at(),
+            customer_count: base.customer_count(),
+            overlay: Arc::default(),
+            base,
+        }
+    }
+}
+
+impl View {
+    /// The content version (of the last delta applied, or of the snapshot).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The checksum of the canonical snapshot this view is equivalent to.
+    pub fn checksum(&self) -> u64 {
+        self.checksum
+    }
+
+    /// When the content was created (unix seconds), as stamped by its publisher.
+    pub fn created_at(&self) -> i64 {
+        self.created_at
+    }
+
+    /// The number of customers.
+    pub fn customer_count(&self) -> usize {
+        self.customer_count
+    }
+
+    /// The number of customers held in the overlay (changed since the base snapshot).
+    pub fn overlay_len(&self) -> usize {
+        self.overlay.len()
+    }
+
+    /// The base snapshot.
+    pub fn base(&self) -> &Arc<Snapshot> {
+        &self.base
+    }
+
+    /// The features in order.
+    pub fn features(&self) -> impl ExactSizeIterator<Item = FeatureInfo<'_>> + '_ {
+        self.base.features()
+    }
+
+    #[inline]
+    pub(crate) fn profile(&self, id: &[u8]) -> Option<ProfileRef<'_>> {
+        let hash = key_hash(id);
+        if let Some(e) = self.overlay.get(hash, id) {
+            return e.profile.as_ref().map(ProfileRef::Owned);
+        }
+        self.base
+            .customer_profile(id, hash)
+            .map(|p| ProfileRef::Base(self.base.profile_set(), p))
+    }
+
+    #[inline]
+    fn check_with(&self, customer: &[u8], feature: &[u8], at: impl FnOnce() -> i64) -> Decision {
+        let Some(f) = self.base.feature(feature) else {
+            return Decision::feature_not_found(self.version);
+        };
+        let def = &self.base.feature_defs()[f];
+        let hash = key_hash(customer);
+        let cell = if let Some(e) = self.overlay.get(hash, customer) {
+            match &e.profile {
+                Some(p) => p.cell(f, at),
+                None => not_found(def.default),
+            }
+        } else {
+            match self.base.customer_profile(customer, hash) {
+                Some(p) => self.base.profile_set().cell(p, f, at),
+                None => not_found(def.default),
+            }
+        };
+        Decision::new(def.kind, cell, self.version)
+    }
+
+    /// Evaluates `feature` for `customer` now. The clock is read only when the customer's answers
+    /// change over time (a `cancel_at` or an expiring override), so most lookups never read it.
+    ///
+    /// # Examples
+    /// ```
+    /// use entitle_core::{Catalog, Snapshot, View, BuildOptions};
+    /// let c = Catalog::from_json(br#"{"features":[{"key":"seats","type":"limit","default":1}]}"#)?;
+    /// let view = View::from(Snapshot::build(&c, BuildOptions::default())?);
+    /// assert_eq!(view.check("cus_x", "seats").limit(), Some(entitle_core::Limit::Finite(1)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn check(&self, customer: impl AsRef<[u8]>, feature: impl AsRef<[u8]>) -> Decision {
+        self.check_with(customer.as_ref(), feature.as_ref(), unix_now)
+    }
+
+    /// Evaluates `feature` for `customer` at unix time `at` (SPEC section 2).
+    #[inline]
+    pub fn check_at(
+        &self,
+        customer: impl AsRef<[u8]>,
+        feature: impl AsRef<[u8]>,
+        at: i64,
+    ) -> Decision {
+        self.check_with(customer.as_ref(), feature.as_ref(), || at)
+    }
+
+    /// Every feature's decision for one customer at `at`, in feature order.
+    pub fn entitlements_at(
+        &self,
+        customer: impl AsRef<[u8]>,
+        at: i64,
+    ) -> impl ExactSizeIterator<Item = (FeatureInfo<'_>, Decision)> + '_ {
+        let cells = self.profile(customer.as_ref()).map(|p| p.cells_at(at));
+        let version = self.version;
+        self.base.features().enumerate().map(move |(i, info)| {
+            let cell = match cells {
+                Some(cells) => cells[i],
+                None => not_found(info.default.to_raw()),
+            };
+            (info, Decision::new(info.kind, cell, version))
+        })
+    }
+
+    /// Calls `f` with every customer id and profile, in no particular order.
+    pub(crate) fn for_each_customer(&self, mut f: impl FnMut(&[u8], ProfileRef<'_>)) {
+        let set = self.base.profile_set();
+        for (id, p) in self.base.customers() {
+            if self.overlay.get(key_hash(id), id).is_none() {
+                f(id, ProfileRef::Base(set, p));
+            }
+        }
+        for e in self.overlay.entries() {
+            if let Some(p) = &e.profile {
+                f(&e.id, ProfileRef::Owned(p));
+            }
+        }
+    }
+
+    /// Folds the overlay into a fresh canonical snapshot with this view's version. The result is
+    /// byte-identical to building the same content from a catalog.
+    ///
+    /// # Errors
+    /// [`FormatError::TooLarge`] past the format's limits; [`FormatError::ChecksumMismatch`] when the
+    /// result is not the content the applied deltas promised.
+    pub fn compact(&self) -> Result<Snapshot, FormatError> {
+        let mut b = Builder::new(self.base.feature_defs().to_vec());
+        b.reserve(self.customer_count);
+        let mut base_map: Vec<u32> = vec![u32::MAX; self.base.profile_count()];
+        let set = self.base.profile_set();
+        for (id, p) in self.base.customers() {
+            if self.overlay.get(key_hash(id), id).is_some() {
+                continue;
+            }
+            let slot = &mut base_map[p as usize];
+            if *slot == u32::MAX {
+                *slot = b.profile(ProfileRef::Base(set, p).epochs());
+            }
+            b.customer(id, *slot);
+        }
+        for e in self.overlay.entries() {
+            if let Some(p) = &e.profile {
+                let pid = b.profile(ProfileRef::Owned(p).epochs());
+                b.customer(&e.id, pid);
+            }
+        }
+        let snap = Snapshot::from_bytes(b.finish(self.version, self.created_at)?)?;
+        if snap.checksum() != self.checksum {
+            return Err(FormatError::ChecksumMismatch {
+                stored: self.checksum,
+                computed: snap.checksum(),
+            });
+        }
+        Ok(snap)
+    }
+}
+
+#[inline(always)]
+fn not_found(default: u64) -> Cell {
+    Cell {
+        raw: default,
+        reason: Reason::CustomerNotFound,
+    }
+}
+
+impl FeatureInfo<'_> {
+    /// Whether this is a flag feature.
+    pub fn is_flag(&self) -> bool {
+        self.kind == FeatureType::Flag
+    }
+}
