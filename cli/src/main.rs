@@ -228,22 +228,27 @@ fn run(command: Command) -> Result<(), String> {
     }
 }
 
+/// The `check` answer as SPEC section 3 prints it, keys in the documented order.
 fn decision_json(d: &Decision, usage: Option<u64>, requested: u64) -> String {
-    let limit = match d.limit() {
-        Some(Limit::Finite(n)) => json!(n),
-        Some(Limit::Unlimited) => json!("unlimited"),
-        None => json!(null),
+    let feature_type = match d.feature_type() {
+        Some(t) => format!("\"{}\"", t.as_str()),
+        None => "null".to_string(),
     };
-    let mut out = json!({
-        "feature_type": d.feature_type().map(|t| t.as_str()),
-        "enabled": d.enabled(),
-        "limit": limit,
-        "reason": d.reason.as_str(),
-    });
+    let limit = match d.limit() {
+        Some(Limit::Finite(n)) => n.to_string(),
+        Some(Limit::Unlimited) => "\"unlimited\"".to_string(),
+        None => "null".to_string(),
+    };
+    let mut out = format!(
+        "{{\"feature_type\": {feature_type}, \"enabled\": {}, \"limit\": {limit}, \"reason\": \"{}\"",
+        d.enabled(),
+        d.reason.as_str()
+    );
     if let Some(usage) = usage {
-        out["allowed"] = json!(d.allows(usage, requested));
+        out.push_str(&format!(", \"allowed\": {}", d.allows(usage, requested)));
     }
-    out.to_string()
+    out.push('}');
+    out
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {

@@ -1,0 +1,1 @@
+//! Shared fixtures for entitle's benchmarks (under construction).

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The one test command: every check that keeps main landable, in order of speed.
+# Each part lives in scripts/test-<part>.sh and can be run alone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+parts=(rust)
+for extra in ffi sync python; do
+  [ -x "scripts/test-$extra.sh" ] && parts+=("$extra")
+done
+for part in "${parts[@]}"; do
+  echo "==> scripts/test-$part.sh"
+  "scripts/test-$part.sh"
+done
+echo "==> all test parts passed: ${parts[*]}"
