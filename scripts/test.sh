@@ -4,9 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+scripts/ensure-deps.sh
+
 parts=(rust)
 for extra in ffi sync python; do
-  [ -x "scripts/test-$extra.sh" ] && parts+=("$extra")
+  if [ -x "scripts/test-$extra.sh" ]; then parts+=("$extra"); fi
 done
 for part in "${parts[@]}"; do
   echo "==> scripts/test-$part.sh"
