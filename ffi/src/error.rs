@@ -1,0 +1,285 @@
+//! Result codes, the per-thread error detail, and the panic boundary every export runs inside.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::ffi::c_char;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use entitle_core::{ApplyError, Error, FormatError};
+
+/// The outcome of a fallible call.
+///
+/// The numbers are part of the ABI: they are never changed or reused, and new codes are only ever
+/// added. Turn a code into text with `entitle_result_message`; the calling thread's detail of its last
+/// failure is read with `entitle_last_error_message`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum entitle_result {
+    /// Success.
+    Ok = 0,
+    /// A required pointer was NULL (or a string pointer was NULL with a non-zero length).
+    NullParameter = 1,
+    /// A string argument was not valid UTF-8.
+    InvalidUtf8 = 2,
+    /// An argument was out of its domain (for example a length above `PTRDIFF_MAX`).
+    InvalidParameter = 3,
+    /// The library panicked inside the call; the call had no effect. Please report it.
+    Panic = 4,
+    /// A caller-provided buffer is too small for the result; nothing was written.
+    BufferTooSmall = 5,
+    /// An index is past the end of a list.
+    OutOfRange = 6,
+    /// A file could not be read (the detail names it and the system error).
+    Io = 7,
+    /// The catalog JSON is invalid (the detail starts with the path of the offending value).
+    InvalidCatalog = 8,
+    /// The bytes are not an entitle snapshot (or delta): wrong magic.
+    BadMagic = 9,
+    /// A snapshot or delta of a format version this library does not read.
+    UnsupportedVersion = 10,
+    /// Snapshot or delta bytes are truncated, fail their checksum, or are inconsistent.
+    Corrupt = 11,
+    /// The content exceeds what the snapshot format can address.
+    TooLarge = 12,
+    /// A delta was made for another base snapshot than the engine's current content.
+    WrongBase = 13,
+    /// A delta's features do not match the engine's current features.
+    FeatureMismatch = 14,
+}
+
+impl entitle_result {
+    /// Every code, for tests and exhaustive tables.
+    pub const ALL: &'static [entitle_result] = &[
+        entitle_result::Ok,
+        entitle_result::NullParameter,
+        entitle_result::InvalidUtf8,
+        entitle_result::InvalidParameter,
+        entitle_result::Panic,
+        entitle_result::BufferTooSmall,
+        entitle_result::OutOfRange,
+        entitle_result::Io,
+        entitle_result::InvalidCatalog,
+        entitle_result::BadMagic,
+        entitle_result::UnsupportedVersion,
+        entitle_result::Corrupt,
+        entitle_result::TooLarge,
+        entitle_result::WrongBase,
+        entitle_result::FeatureMismatch,
+    ];
+
+    /// The code's description as a NUL-terminated static string.
+    pub(crate) fn message(self) -> &'static str {
+        match self {
+            entitle_result::Ok => "success\0",
+            entitle_result::NullParameter => "a required pointer argument was NULL\0",
+            entitle_result::InvalidUtf8 => "a string argument is not valid UTF-8\0",
+            entitle_result::InvalidParameter => "an argument is out of range\0",
+            entitle_result::Panic => "internal error: the library panicked (please report it)\0",
+            entitle_result::BufferTooSmall => "the buffer is too small for the result\0",
+            entitle_result::OutOfRange => "index out of range\0",
+            entitle_result::Io => "a file could not be read\0",
+            entitle_result::InvalidCatalog => "invalid catalog\0",
+            entitle_result::BadMagic => "not an entitle snapshot or delta (bad magic bytes)\0",
+            entitle_result::UnsupportedVersion => "unsupported snapshot or delta format version\0",
+            entitle_result::Corrupt => "corrupt snapshot or delta data\0",
+            entitle_result::TooLarge => "too large for the snapshot format\0",
+            entitle_result::WrongBase => "the delta is for another base snapshot\0",
+            entitle_result::FeatureMismatch => {
+                "the delta's features do not match the current snapshot\0"
+            }
+        }
+    }
+}
+
+/// A failed call: its code and a detail for the thread-local error message.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) code: entitle_result,
+    pub(crate) detail: Cow<'static, str>,
+}
+
+impl Failure {
+    pub(crate) fn new(code: entitle_result, detail: impl Into<Cow<'static, str>>) -> Failure {
+        Failure {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub(crate) fn null(what: &'static str) -> Failure {
+        Failure::new(entitle_result::NullParameter, format!("{what} is NULL"))
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        let code = match &e {
+            // The catalog's own message starts with the path of the offending value.
+            Error::Catalog(c) => {
+                return Failure::new(entitle_result::InvalidCatalog, c.to_string());
+            }
+            Error::Format(f) => format_code(f),
+            Error::Apply(ApplyError::WrongBase { .. }) => entitle_result::WrongBase,
+            Error::Apply(ApplyError::FeatureMismatch) => entitle_result::FeatureMismatch,
+            Error::Io { .. } => entitle_result::Io,
+        };
+        Failure::new(code, e.to_string())
+    }
+}
+
+impl From<FormatError> for Failure {
+    fn from(e: FormatError) -> Failure {
+        Failure::new(format_code(&e), e.to_string())
+    }
+}
+
+fn format_code(e: &FormatError) -> entitle_result {
+    match e {
+        FormatError::BadMagic { .. } => entitle_result::BadMagic,
+        FormatError::UnsupportedVersion { .. } => entitle_result::UnsupportedVersion,
+        FormatError::Truncated { .. }
+        | FormatError::ChecksumMismatch { .. }
+        | FormatError::Invalid(_) => entitle_result::Corrupt,
+        FormatError::TooLarge => entitle_result::TooLarge,
+    }
+}
+
+thread_local! {
+    /// The detail of this thread's most recent failed call.
+    static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+fn set_last_error(detail: &str) {
+    // `try_with`: during thread teardown the slot may be gone; the detail is then simply lost.
+    let _ = LAST_ERROR.try_with(|slot| {
+        if let Ok(mut slot) = slot.try_borrow_mut() {
+            slot.clear();
+            slot.push_str(detail);
+        }
+    });
+}
+
+fn panic_detail(payload: &(dyn std::any::Any + Send)) -> String {
+    let what = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("unknown panic payload");
+    format!("internal error: the library panicked: {what}")
+}
+
+/// Runs a result-returning export body inside the panic boundary, recording the detail of a failure.
+#[inline(always)]
+pub(crate) fn guard(body: impl FnOnce() -> Result<(), Failure>) -> entitle_result {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => entitle_result::Ok,
+        Ok(Err(failure)) => fail(failure),
+        Err(payload) => {
+            set_last_error(&panic_detail(&*payload));
+            entitle_result::Panic
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn fail(failure: Failure) -> entitle_result {
+    set_last_error(&failure.detail);
+    failure.code
+}
+
+/// Runs a plain-value export body inside the panic boundary; a panic yields `on_panic`.
+#[inline(always)]
+pub(crate) fn guard_value<T>(on_panic: T, body: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(v) => v,
+        Err(payload) => {
+            set_last_error(&panic_detail(&*payload));
+            on_panic
+        }
+    }
+}
+
+/// The description of a result code, as static text.
+///
+/// Unknown codes (from a newer header, say) give `"unknown result code"`.
+///
+/// # Safety
+/// Always safe to call, from any thread. The returned pointer is never NULL and points to a
+/// NUL-terminated static string owned by the library: do not free it; it stays valid for the life
+/// of the process.
+#[no_mangle]
+pub extern "C" fn entitle_result_message(result: u32) -> *const c_char {
+    const UNKNOWN: &str = "unknown result code\0";
+    guard_value(UNKNOWN.as_ptr().cast(), || {
+        entitle_result::ALL
+            .iter()
+            .find(|r| **r as u32 == result)
+            .map_or(UNKNOWN, |r| r.message())
+            .as_ptr()
+            .cast()
+    })
+}
+
+/// The length in bytes of the calling thread's last error detail (0 when no call on this thread has
+/// failed yet).
+///
+/// # Safety
+/// Always safe to call, from any thread. Reading the detail does not change it.
+#[no_mangle]
+pub extern "C" fn entitle_last_error_len() -> usize {
+    guard_value(0, || {
+        LAST_ERROR
+            .try_with(|slot| slot.try_borrow().map_or(0, |s| s.len()))
+            .unwrap_or(0)
+    })
+}
+
+/// Copies the calling thread's last error detail into `buf`.
+///
+/// Every call that returns something other than `ENTITLE_RESULT_OK` first records a detailed UTF-8
+/// message for its thread (for example `customers[3].overrides.seats: expected a whole number or
+/// "unlimited"`, or a file name and the system error). The detail stays until the thread's next
+/// failing call; successful calls leave it alone, so read it right after the failure. The copy is not
+/// NUL-terminated: `*out_len` says how many bytes were written (0 when there is no detail).
+///
+/// # Errors
+/// `ENTITLE_RESULT_NULL_PARAMETER` when `out_len` is NULL, or `buf` is NULL while `buf_len` is not 0;
+/// `ENTITLE_RESULT_BUFFER_TOO_SMALL` when the detail is longer than `buf_len` (size the buffer with
+/// `entitle_last_error_len`). On error nothing is written. This function never changes the detail.
+///
+/// # Safety
+/// `buf` must be valid for writing `buf_len` bytes (or NULL with `buf_len` 0); `out_len` must be
+/// valid for writing a `size_t`. Both stay owned by the caller. Safe from any thread: each thread
+/// reads its own detail.
+#[no_mangle]
+pub unsafe extern "C" fn entitle_last_error_message(
+    buf: *mut u8,
+    buf_len: usize,
+    out_len: *mut usize,
+) -> entitle_result {
+    let copied = catch_unwind(AssertUnwindSafe(|| {
+        if out_len.is_null() || (buf.is_null() && buf_len != 0) {
+            return entitle_result::NullParameter;
+        }
+        LAST_ERROR
+            .try_with(|slot| {
+                let Ok(detail) = slot.try_borrow() else {
+                    return entitle_result::Panic;
+                };
+                if detail.len() > buf_len {
+                    return entitle_result::BufferTooSmall;
+                }
+                if !detail.is_empty() {
+                    // SAFETY: the caller guarantees `buf` is writable for `buf_len` >= `detail.len()`
+                    // bytes; a Rust-owned String cannot overlap a caller buffer we only write to.
+                    unsafe { std::ptr::copy_nonoverlapping(detail.as_ptr(), buf, detail.len()) };
+                }
+                // SAFETY: `out_len` is non-NULL and the caller guarantees it is writable.
+                unsafe { out_len.write(detail.len()) };
+                entitle_result::Ok
+            })
+            .unwrap_or(entitle_result::Panic)
+    }));
+    copied.unwrap_or(entitle_result::Panic)
+}
