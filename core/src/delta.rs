@@ -114,9 +114,11 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Result<Delta, FormatError> {
     let old_set = old.profile_set();
     let mut set = ProfileSet {
         feature_count: new.feature_count(),
+        table_count: 0,
         cells: Vec::new(),
         epochs: Vec::new(),
         offsets: vec![0],
+        single: Vec::new(),
     };
     let mut tables: std::collections::HashMap<&[Cell], u32> = std::collections::HashMap::new();
     let mut entries: Vec<(&[u8], Option<u32>)> = Vec::new();
@@ -133,9 +135,10 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Result<Delta, FormatError> {
         if new_map[p as usize] == u32::MAX {
             new_map[p as usize] = set.profile_count() as u32;
             for (start, cells) in epochs {
-                let next = (set.cells.len() / set.feature_count.max(1)) as u32;
+                let next = set.table_count as u32;
                 let t = *tables.entry(cells).or_insert_with(|| {
                     set.cells.extend_from_slice(cells);
+                    set.table_count += 1;
                     next
                 });
                 set.epochs.push((start, t));

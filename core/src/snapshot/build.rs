@@ -117,9 +117,11 @@ impl Builder {
         let mut table_map = vec![EMPTY; self.table_list.len()];
         let mut set = ProfileSet {
             feature_count: self.features.len(),
+            table_count: 0,
             cells: Vec::new(),
             epochs: Vec::new(),
             offsets: vec![0],
+            single: Vec::new(),
         };
         let mut table_order = Vec::new();
         for (_, _, _, p) in self.customers.iter_mut() {
@@ -140,6 +142,7 @@ impl Builder {
         for &t in &table_order {
             set.cells.extend_from_slice(&self.table_list[t as usize]);
         }
+        set.table_count = table_order.len();
 
         let n = self.customers.len();
         let slot_count = n + n / 4 + 1;

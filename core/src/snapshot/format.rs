@@ -34,7 +34,7 @@
 //! A customer slot is `{profile u32 (0xFFFFFFFF = empty), len u8, 19 bytes}`: ids of up to 19 bytes
 //! are stored inline, zero-padded; longer ids set len = 0xFF and store `{3 × 0, off u32, len u32, 8 × 0}`
 //! pointing into strings. Slots form an open-addressed table: a customer's home slot is
-//! `(xxh64(id) × S) >> 64`, collisions probe linearly and wrap.
+//! `(key_hash(id) × S) >> 64` (see `crate::hash::key_hash`), collisions probe linearly and wrap.
 
 use super::FormatError;
 

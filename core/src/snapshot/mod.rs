@@ -119,6 +119,9 @@ pub struct Snapshot {
     checksum: u64,
     features: Box<[FeatureDef]>,
     feature_slots: Box<[u32]>,
+    /// `feature_slots` with each key's length and first 16 bytes beside it, so that finding a feature
+    /// compares two words instead of calling memcmp.
+    feature_probes: Box<[FeatureProbe]>,
     profiles: ProfileSet,
     customer_count: usize,
     slots_at: usize,
@@ -257,6 +260,22 @@ impl Snapshot {
             });
         }
         let feature_slots: Box<[u32]> = (0..fs_count).map(|s| u32_at(raw_fslots, s * 4)).collect();
+        let feature_probes = feature_slots
+            .iter()
+            .map(|&slot| match features.get(slot as usize) {
+                Some(f) => FeatureProbe {
+                    index: slot,
+                    len: f.key.len(),
+                    head: pad16(f.key.as_bytes()),
+                },
+                // Out-of-range slots are rejected by validate_tables below.
+                None => FeatureProbe {
+                    index: EMPTY,
+                    len: 0,
+                    head: [0; 2],
+                },
+            })
+            .collect();
 
         let (version, created_at, checksum) = (h.version, h.created_at, h.checksum);
         let snap = Snapshot {
@@ -266,6 +285,7 @@ impl Snapshot {
             checksum,
             features: features.into(),
             feature_slots,
+            feature_probes,
             profiles,
             customer_count: n,
             slots_at,
@@ -445,15 +465,19 @@ impl Snapshot {
     /// The index of the feature with this key.
     #[inline]
     pub(crate) fn feature(&self, key: &[u8]) -> Option<usize> {
-        let n = self.feature_slots.len();
+        let n = self.feature_probes.len();
         let mut s = home_slot(key_hash(key), n);
+        let head = pad16(key);
         loop {
-            let f = self.feature_slots[s];
-            if f == EMPTY {
+            let p = &self.feature_probes[s];
+            if p.index == EMPTY {
                 return None;
             }
-            if self.features[f as usize].key.as_bytes() == key {
-                return Some(f as usize);
+            if p.len == key.len()
+                && p.head == head
+                && (key.len() <= 16 || self.features[p.index as usize].key.as_bytes() == key)
+            {
+                return Some(p.index as usize);
             }
             s += 1;
             if s == n {
@@ -483,19 +507,34 @@ impl Snapshot {
     fn find_slot(&self, id: &[u8], hash: u64) -> Option<usize> {
         let n = self.slot_count;
         let mut s = home_slot(hash, n);
-        // Validation guarantees an empty slot, so this loop ends.
+        if id.len() <= INLINE_ID_MAX {
+            // Compare the slot's (len, 19 id bytes) with the padded key as three fixed-size words:
+            // no call to memcmp, no branch on the length.
+            let mut want = [0u8; 20];
+            want[0] = id.len() as u8;
+            want[1..1 + id.len()].copy_from_slice(id);
+            let (w0, w1, w2) = (u64_at(&want, 0), u64_at(&want, 8), u32_at(&want, 16));
+            // Validation guarantees an empty slot, so this loop ends.
+            loop {
+                let rec = self.slot(s);
+                if u32_at(rec, 0) == EMPTY {
+                    return None;
+                }
+                if u64_at(rec, 4) == w0 && u64_at(rec, 12) == w1 && u32_at(rec, 20) == w2 {
+                    return Some(s);
+                }
+                s += 1;
+                if s == n {
+                    s = 0;
+                }
+            }
+        }
         loop {
             let rec = self.slot(s);
             if u32_at(rec, 0) == EMPTY {
                 return None;
             }
-            let len = rec[4];
-            let hit = if len != LONG_ID {
-                len as usize == id.len() && &rec[5..5 + id.len()] == id
-            } else {
-                self.slot_id(rec) == id
-            };
-            if hit {
+            if rec[4] == LONG_ID && self.slot_id(rec) == id {
                 return Some(s);
             }
             s += 1;
@@ -510,6 +549,22 @@ impl Snapshot {
     pub(crate) fn customer_profile(&self, id: &[u8], hash: u64) -> Option<u32> {
         self.find_slot(id, hash).map(|s| u32_at(self.slot(s), 0))
     }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct FeatureProbe {
+    index: u32,
+    len: usize,
+    head: [u64; 2],
+}
+
+/// The first 16 bytes of `key`, zero-padded, as two words.
+#[inline(always)]
+fn pad16(key: &[u8]) -> [u64; 2] {
+    let mut b = [0u8; 16];
+    let n = key.len().min(16);
+    b[..n].copy_from_slice(&key[..n]);
+    [u64_at(&b, 0), u64_at(&b, 8)]
 }
 
 pub(crate) fn feature_defs(catalog: &Catalog) -> Vec<FeatureDef> {

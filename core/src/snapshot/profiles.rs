@@ -13,20 +13,23 @@ use crate::model::{Cell, FeatureType, Reason, MAX_LIMIT, RAW_UNLIMITED};
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct ProfileSet {
     pub(crate) feature_count: usize,
+    /// The number of tables. Kept, not derived from `cells`: with no features every table is
+    /// empty, yet epochs still name one.
+    pub(crate) table_count: usize,
     /// `table_count × feature_count` cells, table-major.
     pub(crate) cells: Vec<Cell>,
     /// (start, table) per epoch.
     pub(crate) epochs: Vec<(i64, u32)>,
     /// `profile_count + 1` offsets into `epochs`.
     pub(crate) offsets: Vec<u32>,
+    /// Per profile (filled by [`ProfileSet::read`]): its only table, or `u32::MAX` when it has
+    /// several epochs. Saves the lookup two dependent loads for the common single-epoch profile.
+    pub(crate) single: Vec<u32>,
 }
 
 impl ProfileSet {
     pub(crate) fn table_count(&self) -> usize {
-        self.cells
-            .len()
-            .checked_div(self.feature_count)
-            .unwrap_or(0)
+        self.table_count
     }
 
     pub(crate) fn profile_count(&self) -> usize {
@@ -51,11 +54,10 @@ impl ProfileSet {
     /// The cell of feature `f` in profile `p` at the time `at()` gives (called only when needed).
     #[inline(always)]
     pub(crate) fn cell(&self, p: u32, f: usize, at: impl FnOnce() -> i64) -> Cell {
-        let epochs = self.epochs_of(p);
-        let table = match epochs {
-            [(_, only)] => *only,
-            _ => active_epoch(epochs, at()),
-        };
+        let mut table = self.single[p as usize];
+        if table == u32::MAX {
+            table = active_epoch(self.epochs_of(p), at());
+        }
         self.cells[table as usize * self.feature_count + f]
     }
 
@@ -171,11 +173,23 @@ impl ProfileSet {
                 )));
             }
         }
+        let single = offsets
+            .windows(2)
+            .map(|w| {
+                if w[1] - w[0] == 1 {
+                    epochs[w[0] as usize].1
+                } else {
+                    u32::MAX
+                }
+            })
+            .collect();
         Ok(ProfileSet {
             feature_count: f,
+            table_count,
             cells,
             epochs,
             offsets,
+            single,
         })
     }
 }
