@@ -1,13 +1,18 @@
-//! `entitle`: build, check, diff, apply, dump, inspect and synthesize entitlement snapshots.
+//! `entitle`: build, check, diff, apply, dump, inspect and synthesize entitlement snapshots; publish
+//! them to an edge directory, serve it, and watch a syncing engine.
+
+mod serve;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
+use entitle_core::edge::{publish, PublishOptions, DEFAULT_KEEP};
 use entitle_core::{
     diff, dump, load_source, read_file, synth, unix_now, BuildOptions, Catalog, Decision, Delta,
-    Error, Limit, Snapshot, View,
+    Engine, Error, Limit, Snapshot, SyncConfig, View,
 };
 use serde_json::json;
 
@@ -97,6 +102,59 @@ enum Command {
         /// Where to write the catalog.
         #[arg(short, long)]
         output: PathBuf,
+    },
+    /// Publish a catalog as the next version of an edge directory (snapshot, delta, manifest).
+    Publish {
+        /// The catalog JSON (validated first: nothing is written when it is invalid).
+        catalog: PathBuf,
+        /// The edge directory (created when missing).
+        #[arg(long)]
+        edge: PathBuf,
+        /// How many deltas the manifest keeps; clients further behind fetch the full snapshot.
+        #[arg(long, default_value_t = DEFAULT_KEEP)]
+        keep: usize,
+        /// Start a new lineage at version 1 (clients then fetch the full snapshot).
+        #[arg(long)]
+        new_lineage: bool,
+    },
+    /// Serve an edge directory over HTTP (GET/HEAD, ETag, long-poll) for local use and tests.
+    Serve {
+        /// The edge directory.
+        dir: PathBuf,
+        /// The address to listen on (port 0 picks a free port; the first output line names it).
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        addr: String,
+        /// A file holding the bearer token every request must carry.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+    },
+    /// Run a syncing engine and print one JSON line at start and whenever the answer or the sync
+    /// state changes.
+    Watch {
+        /// The edge's base URL.
+        url: String,
+        /// The customer id.
+        customer: String,
+        /// The feature key.
+        feature: String,
+        /// A file holding the bearer token.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Where to keep the last good snapshot (warm start).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        /// Seconds between manifest checks when the server does not long-poll.
+        #[arg(long, default_value_t = 5.0)]
+        poll: f64,
+        /// Ask the server to long-poll for up to this many seconds (0: plain polling).
+        #[arg(long, default_value_t = 0.0)]
+        long_poll: f64,
+        /// Seconds without a successful sync after which the state is "stale".
+        #[arg(long, default_value_t = 120.0)]
+        max_staleness: f64,
+        /// Seconds per request (a long-poll adds its wait).
+        #[arg(long, default_value_t = 60.0)]
+        timeout: f64,
     },
 }
 
@@ -225,6 +283,114 @@ fn run(command: Command) -> Result<(), String> {
             seed,
             output,
         } => write_atomic(&output, synth::catalog_json(customers, seed).as_bytes()),
+        Command::Publish {
+            catalog,
+            edge,
+            keep,
+            new_lineage,
+        } => {
+            let parsed = Catalog::from_json(&read(&catalog)?).map_err(|e| at_path(&catalog, e))?;
+            let options = PublishOptions {
+                keep,
+                new_lineage,
+                created_at: None,
+            };
+            let done = publish(&edge, &parsed, &options).map_err(|e| e.to_string())?;
+            let m = &done.manifest;
+            let info = json!({
+                "version": m.version,
+                "lineage": m.lineage,
+                "created_at": m.created_at,
+                "snapshot": m.snapshot.path,
+                "snapshot_bytes": m.snapshot.bytes,
+                "delta": done.delta.as_ref().map(|d| &d.path),
+                "delta_bytes": done.delta.as_ref().map(|d| d.bytes),
+                "deltas_kept": m.deltas.len(),
+                "removed": done.removed,
+            });
+            print_line(&info.to_string())
+        }
+        Command::Serve {
+            dir,
+            addr,
+            token_file,
+        } => {
+            let token = token_file.map(|f| read_token(&f)).transpose()?;
+            serve::serve(&dir, &addr, token)
+        }
+        Command::Watch {
+            url,
+            customer,
+            feature,
+            token_file,
+            cache_dir,
+            poll,
+            long_poll,
+            max_staleness,
+            timeout,
+        } => {
+            let config = SyncConfig {
+                url,
+                token: token_file.map(|f| read_token(&f)).transpose()?,
+                poll_interval: seconds(poll, "--poll")?,
+                request_timeout: seconds(timeout, "--timeout")?,
+                cache_dir,
+                max_staleness: seconds(max_staleness, "--max-staleness")?,
+                long_poll: Some(seconds(long_poll, "--long-poll")?).filter(|d| !d.is_zero()),
+                ..SyncConfig::default()
+            };
+            watch(config, &customer, &feature)
+        }
+    }
+}
+
+fn seconds(value: f64, flag: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| format!("{flag}: {value} is not a number of seconds"))
+}
+
+/// Reads a bearer token: the file's content without surrounding whitespace.
+fn read_token(path: &Path) -> Result<String, String> {
+    let text =
+        String::from_utf8(read(path)?).map_err(|_| at_path(path, "the token is not UTF-8"))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(at_path(path, "the token file is empty"));
+    }
+    Ok(token.to_owned())
+}
+
+/// Prints what an application syncing from the edge sees: a line at start and at every change of
+/// the answer or the sync state. Runs until the process is stopped.
+fn watch(config: SyncConfig, customer: &str, feature: &str) -> Result<(), String> {
+    let engine = Engine::connect(config).map_err(|e| e.to_string())?;
+    let mut last: Option<(String, entitle_core::SyncState)> = None;
+    loop {
+        let decision = engine.check(customer, feature);
+        let status = engine.status();
+        let answer = decision_json(&decision, None, 1);
+        let key = (answer, status.state);
+        if last.as_ref() != Some(&key) {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            let mut line = key.0.trim_end_matches('}').to_owned();
+            line.push_str(&format!(
+                ", \"version\": {}, \"state\": \"{}\", \"data_age\": {}, \"time\": {now:.3}, \"last_error\": {}}}",
+                status.version,
+                status.state,
+                status
+                    .data_age
+                    .map_or("null".to_owned(), |d| format!("{:.3}", d.as_secs_f64())),
+                status
+                    .last_error
+                    .as_deref()
+                    .map_or("null".to_owned(), |e| serde_json::Value::from(e).to_string()),
+            ));
+            print_line(&line)?;
+            last = Some(key);
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

@@ -110,6 +110,11 @@ pub fn load_source(bytes: Vec<u8>) -> Result<Snapshot, Error> {
 /// ```
 pub struct Engine {
     store: Store,
+    /// The sync thread, for engines made by `Engine::connect`. Never touched by lookups; swapped
+    /// whole (lock-free) so that `after_fork` can replace it in a child whatever the parent's threads
+    /// held at the fork.
+    #[cfg(feature = "sync")]
+    sync: arc_swap::ArcSwapOption<crate::sync::SyncHandle>,
 }
 
 impl Engine {
@@ -117,7 +122,19 @@ impl Engine {
     pub fn from_snapshot(snapshot: Snapshot) -> Engine {
         Engine {
             store: Store::new(snapshot),
+            #[cfg(feature = "sync")]
+            sync: arc_swap::ArcSwapOption::empty(),
         }
+    }
+
+    #[cfg(feature = "sync")]
+    pub(crate) fn set_sync(&self, handle: Arc<crate::sync::SyncHandle>) {
+        self.sync.store(Some(handle));
+    }
+
+    #[cfg(feature = "sync")]
+    pub(crate) fn sync_handle(&self) -> arc_swap::Guard<Option<Arc<crate::sync::SyncHandle>>> {
+        self.sync.load()
     }
 
     /// An engine serving the snapshot in `bytes`.
@@ -236,5 +253,12 @@ impl Engine {
     pub fn apply_delta(&self, bytes: Vec<u8>) -> Result<u64, Error> {
         let delta = Delta::from_bytes(bytes)?;
         Ok(self.store.apply(&delta)?)
+    }
+}
+
+#[cfg(feature = "sync")]
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.close();
     }
 }

@@ -27,11 +27,14 @@
 pub mod catalog;
 pub mod delta;
 pub mod dump;
+pub mod edge;
 pub mod engine;
 pub mod hash;
 pub mod model;
 pub mod snapshot;
 pub mod store;
+#[cfg(feature = "sync")]
+pub mod sync;
 pub mod synth;
 pub mod view;
 
@@ -44,4 +47,6 @@ pub use engine::{load_source, read_file, Engine, Error};
 pub use model::{Decision, FeatureType, Limit, Reason, Value, MAX_LIMIT};
 pub use snapshot::{BuildOptions, FeatureInfo, FormatError, Snapshot};
 pub use store::Store;
+#[cfg(feature = "sync")]
+pub use sync::{EdgeClient, Outcome, Round, Status, SyncConfig, SyncError, SyncState};
 pub use view::{unix_now, View};

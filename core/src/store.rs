@@ -26,6 +26,7 @@ struct Inner {
     threshold: usize,
     compactions: AtomicU64,
     compaction_error: Mutex<Option<String>>,
+    compactor: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// Holds the current view; lookups are lock-free, updates are atomic swaps.
@@ -40,7 +41,6 @@ struct Inner {
 /// ```
 pub struct Store {
     inner: Arc<Inner>,
-    compactor: Mutex<Option<JoinHandle<()>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -65,9 +65,29 @@ impl Store {
                 threshold,
                 compactions: AtomicU64::new(0),
                 compaction_error: Mutex::new(None),
+                compactor: Mutex::new(None),
             }),
-            compactor: Mutex::new(None),
         }
+    }
+
+    /// A second handle on the same content, for a thread that updates it (the sync thread). Both
+    /// see every swap; dropping either waits for a running compaction.
+    pub(crate) fn share(&self) -> Store {
+        Store {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+
+    /// Forgets a compaction thread inherited through `fork()`: in the child it does not exist, so it
+    /// will never finish or be joined.
+    pub(crate) fn after_fork(&self) {
+        if let Ok(mut slot) = self.inner.compactor.try_lock() {
+            if let Some(handle) = slot.take() {
+                // Joining or detaching a thread that exists only in the parent is meaningless here.
+                std::mem::forget(handle);
+            }
+        }
+        self.inner.compacting.store(false, Ordering::Release);
     }
 
     /// The current view, for lookups. Lock-free; hold it only briefly (it pins that view in memory).
@@ -132,7 +152,7 @@ impl Store {
         if self.inner.compacting.swap(true, Ordering::AcqRel) {
             return;
         }
-        let mut slot = lock(&self.compactor);
+        let mut slot = lock(&self.inner.compactor);
         if let Some(done) = slot.take() {
             let _ = done.join();
         }
@@ -164,7 +184,8 @@ impl Store {
 
     /// Waits for a running background compaction to finish.
     pub fn wait_compaction(&self) {
-        if let Some(h) = lock(&self.compactor).take() {
+        let handle = lock(&self.inner.compactor).take();
+        if let Some(h) = handle {
             let _ = h.join();
         }
     }
