@@ -300,6 +300,23 @@ impl Snapshot {
     /// the counts right, and an empty slot present so that probing for an absent key always stops.
     fn validate_tables(&self, strings_len: usize) -> Result<(), FormatError> {
         let fcount = self.features.len();
+        // Every slot is checked before any probe (a probe reads the slots after the one it starts
+        // at), and each feature must sit in exactly one slot: the probe check below compares
+        // feature numbers, so a feature stored twice could otherwise hide another one.
+        let mut seen = vec![false; fcount];
+        for (s, &f) in self.feature_slots.iter().enumerate() {
+            if f == EMPTY {
+                continue;
+            }
+            match seen.get_mut(f as usize) {
+                Some(seen @ false) => *seen = true,
+                _ => {
+                    return Err(FormatError::invalid(format!(
+                        "feature slot {s} is out of range or repeated"
+                    )))
+                }
+            }
+        }
         let mut used = 0;
         for (s, &slot) in self.feature_slots.iter().enumerate() {
             if slot == EMPTY {
@@ -354,19 +371,27 @@ impl Snapshot {
             if !well_formed {
                 return Err(FormatError::invalid(format!("slot {s} is corrupt")));
             }
-            let id = self.slot_id(rec);
-            if std::str::from_utf8(id).is_err() {
+            if std::str::from_utf8(self.slot_id(rec)).is_err() {
                 return Err(FormatError::invalid(format!("slot {s} id is not UTF-8")));
             }
+        }
+        if used != self.customer_count || used >= self.slot_count {
+            return Err(FormatError::invalid("customer slot table is inconsistent"));
+        }
+        // Only now that every slot is well-formed (a probe reads the slots after its home) and an
+        // empty slot exists (a probe for an absent id stops there) can probing be trusted.
+        for s in 0..self.slot_count {
+            let rec = self.slot(s);
+            if u32_at(rec, 0) == EMPTY {
+                continue;
+            }
+            let id = self.slot_id(rec);
             if self.find_slot(id, key_hash(id)) != Some(s) {
                 return Err(FormatError::invalid(format!(
                     "customer `{}` is not found where it is stored",
                     String::from_utf8_lossy(id)
                 )));
             }
-        }
-        if used != self.customer_count || used >= self.slot_count {
-            return Err(FormatError::invalid("customer slot table is inconsistent"));
         }
         Ok(())
     }
