@@ -10,7 +10,7 @@ mkdir -p "$out/fixtures"
 cflags=(-std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Werror -Wno-unused-function -g -O1
   -Iffi/include -Iffi/tests/c)
 sources=(ffi/tests/c/json.c)
-programs=(test_ffi test_conformance test_threads)
+programs=(test_ffi test_conformance test_threads test_sync)
 # What a Rust staticlib needs from the system (`rustc --print native-static-libs`).
 native_libs=(-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc)
 
@@ -84,6 +84,38 @@ for p in "${programs[@]}"; do
     target/release/libentitle.a "${native_libs[@]}"
 done
 
+# test_sync needs a live edge: a fresh edge directory with v1.json published, served on a free
+# loopback port by `entitle serve`; the test publishes v2.json itself.
+server_pid=
+stop_edge() {
+  if [ -n "$server_pid" ]; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=
+  fi
+}
+trap stop_edge EXIT
+start_edge() { # start_edge MODE: sets edge_url, edge_dir and cache_dir
+  edge_dir="$out/edge-$1"
+  cache_dir="$out/cache-$1"
+  rm -rf "$edge_dir" "$cache_dir"
+  mkdir -p "$cache_dir"
+  target/release/entitle publish ffi/tests/data/v1.json --edge "$edge_dir" >/dev/null
+  target/release/entitle serve "$edge_dir" --addr 127.0.0.1:0 >"$out/serve-$1.log" 2>&1 &
+  server_pid=$!
+  edge_url=
+  for _ in $(seq 100); do
+    edge_url=$(grep -oE 'http://127\.0\.0\.1:[0-9]+' "$out/serve-$1.log" | head -n 1 || true)
+    [ -n "$edge_url" ] && break
+    sleep 0.1
+  done
+  if [ -z "$edge_url" ]; then
+    echo "ffi: entitle serve did not start" >&2
+    cat "$out/serve-$1.log" >&2
+    exit 1
+  fi
+}
+
 conformance=tests/conformance
 for mode in plain asan valgrind; do
   for p in "${programs[@]}"; do
@@ -91,6 +123,12 @@ for mode in plain asan valgrind; do
       test_ffi) args=("$fx") ;;
       test_conformance) args=("$conformance") ;;
       test_threads) args=("$fx" "$([ $mode = valgrind ] && echo 200 || echo 2000)") ;;
+      test_sync)
+        start_edge "$mode"
+        args=("$fx" "$edge_url"
+          "target/release/entitle publish ffi/tests/data/v2.json --edge $edge_dir >/dev/null"
+          "$cache_dir")
+        ;;
     esac
     case $mode in
       plain) run plain "$p" -- "$out/$p" "${args[@]}" ;;
@@ -99,11 +137,15 @@ for mode in plain asan valgrind; do
           UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 "$out/$p-asan" "${args[@]}"
         ;;
       valgrind)
+        # --child-silent-after-fork: test_sync's forked child cannot free the parent's sync
+        # thread state (that thread does not exist in the child); it reports through a pipe.
         run valgrind "$p" -- valgrind --quiet --error-exitcode=1 --leak-check=full \
+          --child-silent-after-fork=yes \
           --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
           "$out/$p" "${args[@]}"
         ;;
     esac
+    stop_edge
   done
 done
 

@@ -97,6 +97,11 @@ enum entitle_result
      * A delta's features do not match the engine's current features.
      */
     ENTITLE_RESULT_FEATURE_MISMATCH = 14,
+    /**
+     * The sync configuration is invalid (a URL that is not `http://` or `https://`, a token that
+     * is not printable ASCII).
+     */
+    ENTITLE_RESULT_INVALID_CONFIG = 15,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -170,6 +175,71 @@ enum entitle_feature_type
 typedef enum entitle_feature_type entitle_feature_type;
 #else
 typedef uint32_t entitle_feature_type;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Where an engine's sync stands (`entitle_status.state`).
+ */
+enum entitle_sync_state
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * No content yet and no sync round has finished: answers come from an empty snapshot (every
+     * feature is unknown).
+     */
+    ENTITLE_SYNC_STATE_STARTING = 0,
+    /**
+     * Serving content confirmed by the edge (or read from the cache) within `max_staleness_ms`.
+     * Engines that do not sync are always ready.
+     */
+    ENTITLE_SYNC_STATE_READY = 1,
+    /**
+     * Serving content, but the last confirmation is older than `max_staleness_ms`.
+     */
+    ENTITLE_SYNC_STATE_STALE = 2,
+    /**
+     * No content, and syncing has failed so far: answers come from an empty snapshot.
+     */
+    ENTITLE_SYNC_STATE_FAILED = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum entitle_sync_state entitle_sync_state;
+#else
+typedef uint32_t entitle_sync_state;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Which text `entitle_engine_status_text` copies.
+ */
+enum entitle_status_text
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * The most recent sync error (kept after recovery: compare `last_error_at` with
+     * `last_success`).
+     */
+    ENTITLE_STATUS_TEXT_LAST_ERROR = 0,
+    /**
+     * The last problem with the cache file (unreadable, corrupt, unwritable).
+     */
+    ENTITLE_STATUS_TEXT_CACHE_ERROR = 1,
+    /**
+     * The lineage of the content being served, when known.
+     */
+    ENTITLE_STATUS_TEXT_LINEAGE = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum entitle_status_text entitle_status_text;
+#else
+typedef uint32_t entitle_status_text;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -252,6 +322,164 @@ typedef struct entitle_entitlement {
      */
     struct entitle_decision decision;
 } entitle_entitlement;
+
+/**
+ * How an engine connects to an edge; read by `entitle_engine_connect` during the call only.
+ *
+ * Zero-initialize it (`entitle_sync_config config = {0};`) and set `url`: every other field has a
+ * default. Strings are `(pointer, length)` pairs in UTF-8; a NULL pointer with length 0 means
+ * "not set". A duration of 0 picks the default shown.
+ */
+typedef struct entitle_sync_config {
+    /**
+     * The edge's base URL, `http://` or `https://` (the manifest is `{url}/manifest.json`).
+     * Required.
+     */
+    const uint8_t *url;
+    /**
+     * Length of `url` in bytes.
+     */
+    size_t url_len;
+    /**
+     * A bearer token sent with every request (printable ASCII), or NULL for none.
+     */
+    const uint8_t *token;
+    /**
+     * Length of `token` in bytes.
+     */
+    size_t token_len;
+    /**
+     * A directory for the last good snapshot, or NULL for none. With a cached snapshot a new engine
+     * serves at once, before (or without) reaching the edge.
+     */
+    const uint8_t *cache_dir;
+    /**
+     * Length of `cache_dir` in bytes.
+     */
+    size_t cache_dir_len;
+    /**
+     * Time between manifest checks, in milliseconds (default 5000; varied by ±20 %).
+     */
+    uint64_t poll_interval_ms;
+    /**
+     * Time allowed to connect (TCP and TLS), in milliseconds (default 2000).
+     */
+    uint64_t connect_timeout_ms;
+    /**
+     * Time allowed for one whole request, in milliseconds (default 60000).
+     */
+    uint64_t request_timeout_ms;
+    /**
+     * After this long without a successful sync, the state is `ENTITLE_SYNC_STATE_STALE`, in
+     * milliseconds (default 120000).
+     */
+    uint64_t max_staleness_ms;
+    /**
+     * Ask the edge to hold manifest requests up to this long and answer as soon as a new version is
+     * published, in milliseconds (at most 25000); 0 (the default) polls instead.
+     */
+    uint64_t long_poll_ms;
+    /**
+     * The longest pause between retries after failures, in milliseconds (default 60000).
+     */
+    uint64_t max_backoff_ms;
+    /**
+     * The shortest time between two cache writes after deltas, in milliseconds (default 30000).
+     */
+    uint64_t persist_interval_ms;
+} entitle_sync_config;
+
+/**
+ * A snapshot of an engine's sync status, written by `entitle_engine_status` into a caller-owned
+ * struct. Optional values come with a `has_` flag; the texts (last error, cache error, lineage) are
+ * read with `entitle_engine_status_text`.
+ */
+typedef struct entitle_status {
+    /**
+     * Where the sync stands (an `entitle_sync_state`).
+     */
+    entitle_sync_state state;
+    /**
+     * Whether the engine syncs from an edge (made by `entitle_engine_connect`).
+     */
+    bool syncing;
+    /**
+     * Whether the content was read from the cache directory at start.
+     */
+    bool warm_start;
+    /**
+     * Whether the edge honors long-polling.
+     */
+    bool long_poll;
+    /**
+     * Whether `last_success` is set.
+     */
+    bool has_last_success;
+    /**
+     * Whether `data_age_ms` is set.
+     */
+    bool has_data_age;
+    /**
+     * Whether `last_error_at` is set.
+     */
+    bool has_last_error_at;
+    /**
+     * Whether `edge_version` is set.
+     */
+    bool has_edge_version;
+    /**
+     * The content version being served.
+     */
+    uint64_t version;
+    /**
+     * When a sync round last succeeded (unix seconds).
+     */
+    int64_t last_success;
+    /**
+     * How old the content is (now minus its creation time), in milliseconds.
+     */
+    uint64_t data_age_ms;
+    /**
+     * When the last error happened (unix seconds).
+     */
+    int64_t last_error_at;
+    /**
+     * The latest version the edge announced.
+     */
+    uint64_t edge_version;
+    /**
+     * Successful sync rounds (including those that found nothing new).
+     */
+    uint64_t syncs;
+    /**
+     * Failed sync rounds.
+     */
+    uint64_t failures;
+    /**
+     * Failed rounds since the last success.
+     */
+    uint64_t consecutive_failures;
+    /**
+     * Rounds that changed the content.
+     */
+    uint64_t updates;
+    /**
+     * Deltas applied.
+     */
+    uint64_t deltas_applied;
+    /**
+     * Full snapshots fetched from the edge.
+     */
+    uint64_t snapshots_fetched;
+    /**
+     * Length in bytes of the last sync error's text (0: none).
+     */
+    size_t last_error_len;
+    /**
+     * Length in bytes of the last cache problem's text (0: none).
+     */
+    size_t cache_error_len;
+} entitle_status;
 
 #ifdef __cplusplus
 extern "C" {
@@ -695,6 +923,116 @@ entitle_result entitle_entitlements_get(const struct entitle_entitlements *list,
  * after the last use of the list and of every key read from it.
  */
 void entitle_entitlements_free(struct entitle_entitlements *list);
+
+/**
+ * Creates an engine that keeps itself up to date from an edge, in a background thread.
+ *
+ * Returns at once, without waiting for the network: with a snapshot in `config->cache_dir` the
+ * engine serves it immediately; otherwise it serves an empty snapshot (every feature unknown,
+ * reason `ENTITLE_REASON_FEATURE_NOT_FOUND`) until the first sync succeeds. Use
+ * `entitle_engine_wait_ready` to wait for content and `entitle_engine_status` to watch the sync.
+ * An unreachable edge is not an error here: the engine retries with backoff and reports it in its
+ * status. On success `*out` receives a new engine owned by the caller; `entitle_engine_free` stops
+ * the thread and releases it (`entitle_engine_close` stops the thread earlier).
+ *
+ * # Errors
+ * `NULL_PARAMETER` (`config`, `out`, or a set string NULL with a length), `INVALID_PARAMETER`,
+ * `INVALID_UTF8` (a string of the config), `INVALID_CONFIG` (a URL that is not `http://` or
+ * `https://`, a token that is not printable ASCII), `IO` (the thread cannot be started), `PANIC`.
+ *
+ * # Safety
+ * `config` must point to an initialized `entitle_sync_config` whose strings are valid for reading
+ * their lengths during the call (they are copied; the caller keeps them). `out` must be valid for
+ * writing a pointer. Safe from any thread.
+ */
+entitle_result entitle_engine_connect(const struct entitle_sync_config *config,
+                                      struct entitle_engine **out);
+
+/**
+ * Waits until the engine has content (from its cache or a first successful sync), at most
+ * `timeout_ms` milliseconds. Returns whether it has. Engines that do not sync have content from the
+ * start and return true at once; a closed engine that never got content returns false at once; a
+ * NULL engine returns false.
+ *
+ * Blocks the calling thread (lookups on other threads go on meanwhile).
+ *
+ * # Safety
+ * `engine` must be NULL or a live engine. Safe to call concurrently from any thread.
+ */
+bool entitle_engine_wait_ready(const struct entitle_engine *engine,
+                               uint64_t timeout_ms);
+
+/**
+ * Writes the engine's sync status into the caller's `*out`.
+ *
+ * Engines that do not sync report `ENTITLE_SYNC_STATE_READY`, their version, and zero counters.
+ *
+ * # Errors
+ * `NULL_PARAMETER` (`engine` or `out` NULL), `PANIC`. On error `*out` is untouched.
+ *
+ * # Safety
+ * `engine` must be a live engine; `out` must be valid for writing an `entitle_status` (owned by
+ * the caller). Safe to call concurrently from any thread.
+ */
+entitle_result entitle_engine_status(const struct entitle_engine *engine,
+                                     struct entitle_status *out);
+
+/**
+ * Copies one of the engine's status texts (an `entitle_status_text`: the last sync error, the last
+ * cache problem, or the content's lineage) into `buf`, UTF-8 without a NUL terminator, and its
+ * length into `*out_len` (0 when there is none).
+ *
+ * The texts change as the sync goes on: size `buf` from `entitle_status` and retry on
+ * `BUFFER_TOO_SMALL`, or simply use a generous buffer.
+ *
+ * # Errors
+ * `NULL_PARAMETER` (`engine` or `out_len` NULL, or `buf` NULL with `buf_len` > 0),
+ * `INVALID_PARAMETER` (unknown `which`), `BUFFER_TOO_SMALL` (nothing written), `PANIC`.
+ *
+ * # Safety
+ * `engine` must be a live engine; `buf` must be valid for writing `buf_len` bytes (or NULL with
+ * `buf_len` 0); `out_len` must be valid for writing a `size_t`. Safe from any thread.
+ */
+entitle_result entitle_engine_status_text(const struct entitle_engine *engine,
+                                          uint32_t which,
+                                          uint8_t *buf,
+                                          size_t buf_len,
+                                          size_t *out_len);
+
+/**
+ * Stops the engine's sync thread and waits for it (requests in flight are interrupted; a TCP
+ * connect in progress may first run out its `connect_timeout_ms`). The engine keeps answering from
+ * its last content until it is freed. Idempotent; a no-op for engines that do not sync and for
+ * NULL. `entitle_engine_free` closes too, so calling this is optional: it lets a program stop the
+ * network activity at a point of its choosing (at shutdown, before the interpreter exits).
+ *
+ * # Safety
+ * `engine` must be NULL or a live engine. Safe to call concurrently with lookups from any thread.
+ */
+void entitle_engine_close(struct entitle_engine *engine);
+
+/**
+ * Restarts the engine's background threads in a child process after `fork()`: threads do not
+ * survive a fork, so without this a child's engine would silently stop syncing. Call it in the
+ * child, before the child uses the engine, once per fork (pre-fork servers: from the
+ * post-fork hook in each worker). The content, status counters and lineage carry over; a closed
+ * engine stays closed. Never call it in the parent. NULL is a no-op.
+ *
+ * # Safety
+ * `engine` must be NULL or a live engine created in the parent before the fork. Call it from one
+ * thread of the child while no other child thread uses the engine.
+ */
+void entitle_engine_after_fork(struct entitle_engine *engine);
+
+/**
+ * The name of a sync state (an `entitle_sync_state`): `"starting"`, `"ready"`, `"stale"`,
+ * `"failed"`, or `"unknown"` for any other number.
+ *
+ * # Safety
+ * Always safe, from any thread. The string is NUL-terminated, static and owned by the library: do
+ * not free it.
+ */
+const char *entitle_sync_state_name(uint32_t state);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -16,6 +16,8 @@ use crate::input::{arg_bytes, arg_str, bytes, utf8};
 /// lookup sees the content before or after a concurrent replacement, never a mix.
 pub struct entitle_engine {
     pub(crate) inner: Engine,
+    /// Whether the engine was made by `entitle_engine_connect`.
+    pub(crate) syncing: bool,
 }
 
 /// The answer of `entitle_engine_limit` for an unlimited limit; also the `value` of an unlimited
@@ -134,8 +136,11 @@ pub(crate) unsafe fn engine_arg<'a>(engine: *const entitle_engine) -> Result<&'a
 ///
 /// # Safety
 /// `out` must be non-NULL and valid for writing a pointer.
-pub(crate) unsafe fn hand_out(out: *mut *mut entitle_engine, engine: Engine) {
-    let boxed = Box::into_raw(Box::new(entitle_engine { inner: engine }));
+pub(crate) unsafe fn hand_out(out: *mut *mut entitle_engine, engine: Engine, syncing: bool) {
+    let boxed = Box::into_raw(Box::new(entitle_engine {
+        inner: engine,
+        syncing,
+    }));
     // SAFETY: checked non-NULL by every caller; the caller guarantees it is writable.
     unsafe { out.write(boxed) };
 }
@@ -169,7 +174,7 @@ pub unsafe extern "C" fn entitle_engine_from_file(
         }
         let engine = Engine::from_file(path)?;
         // SAFETY: `out` is non-NULL; the caller guarantees it is writable.
-        unsafe { hand_out(out, engine) };
+        unsafe { hand_out(out, engine, false) };
         Ok(())
     })
 }
@@ -200,7 +205,7 @@ pub unsafe extern "C" fn entitle_engine_from_snapshot(
         }
         let engine = Engine::from_bytes(bytes.to_vec())?;
         // SAFETY: `out` is non-NULL; the caller guarantees it is writable.
-        unsafe { hand_out(out, engine) };
+        unsafe { hand_out(out, engine, false) };
         Ok(())
     })
 }
@@ -233,7 +238,7 @@ pub unsafe extern "C" fn entitle_engine_from_catalog_json(
         }
         let engine = Engine::from_catalog_json(json.as_bytes())?;
         // SAFETY: `out` is non-NULL; the caller guarantees it is writable.
-        unsafe { hand_out(out, engine) };
+        unsafe { hand_out(out, engine, false) };
         Ok(())
     })
 }

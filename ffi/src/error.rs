@@ -45,6 +45,9 @@ pub enum entitle_result {
     WrongBase = 13,
     /// A delta's features do not match the engine's current features.
     FeatureMismatch = 14,
+    /// The sync configuration is invalid (a URL that is not `http://` or `https://`, a token that
+    /// is not printable ASCII).
+    InvalidConfig = 15,
 }
 
 impl entitle_result {
@@ -65,6 +68,7 @@ impl entitle_result {
         entitle_result::TooLarge,
         entitle_result::WrongBase,
         entitle_result::FeatureMismatch,
+        entitle_result::InvalidConfig,
     ];
 
     /// The code's description as a NUL-terminated static string.
@@ -87,6 +91,7 @@ impl entitle_result {
             entitle_result::FeatureMismatch => {
                 "the delta's features do not match the current snapshot\0"
             }
+            entitle_result::InvalidConfig => "invalid sync configuration\0",
         }
     }
 }

@@ -27,8 +27,10 @@ mod error;
 mod info;
 mod input;
 mod list;
+mod sync;
 
 pub use engine::*;
 pub use error::*;
 pub use info::*;
 pub use list::*;
+pub use sync::*;

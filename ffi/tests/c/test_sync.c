@@ -1,0 +1,343 @@
+/*
+ * Engines that sync from an edge, through the C ABI: connect (and its misuse), an unreachable edge,
+ * a live local edge serving v1 then v2, status and its texts, fork + entitle_engine_after_fork,
+ * close, and a warm start from the cache directory.
+ *
+ * Usage: test_sync FIXTURE_DIR EDGE_URL PUBLISH_COMMAND CACHE_DIR
+ *   FIXTURE_DIR      as for test_ffi (v1.snap)
+ *   EDGE_URL         an `entitle serve` of an edge directory holding v1.json published as version 1
+ *   PUBLISH_COMMAND  a shell command that publishes v2.json to that edge directory
+ *   CACHE_DIR        an empty directory for the engine's cache
+ */
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "json.h"
+
+#define AT 1700000000
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static entitle_status status_of(const entitle_engine *e) {
+    entitle_status s;
+    memset(&s, 0, sizeof s);
+    CHECK_RESULT(entitle_engine_status(e, &s), ENTITLE_RESULT_OK);
+    return s;
+}
+
+/* The status text `which` as a NUL-terminated string in buf. */
+static const char *status_text(const entitle_engine *e, entitle_status_text which, char *buf,
+                               size_t cap) {
+    size_t n = 0;
+    entitle_result r = entitle_engine_status_text(e, which, (uint8_t *)buf, cap - 1, &n);
+    CHECKF(r == ENTITLE_RESULT_OK, "status_text(%u): %s", which, entitle_result_message(r));
+    buf[r == ENTITLE_RESULT_OK ? n : 0] = '\0';
+    return buf;
+}
+
+static entitle_sync_config config_for(const char *url) {
+    entitle_sync_config c;
+    memset(&c, 0, sizeof c);
+    c.url = (const uint8_t *)url;
+    c.url_len = strlen(url);
+    return c;
+}
+
+static void test_config_misuse(void) {
+    entitle_engine *sentinel = (entitle_engine *)(uintptr_t)0x1;
+    entitle_engine *e = sentinel;
+    entitle_sync_config c = config_for("http://127.0.0.1:9");
+    CHECK_RESULT(entitle_engine_connect(NULL, &e), ENTITLE_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(entitle_engine_connect(&c, NULL), ENTITLE_RESULT_NULL_PARAMETER);
+
+    c = config_for("ftp://127.0.0.1:9");
+    CHECK_RESULT(entitle_engine_connect(&c, &e), ENTITLE_RESULT_INVALID_CONFIG);
+    CHECK(strstr(last_error(), "http") != NULL);
+    c = config_for("");
+    CHECK_RESULT(entitle_engine_connect(&c, &e), ENTITLE_RESULT_INVALID_CONFIG);
+    c.url = NULL; /* NULL with length 0: the empty URL */
+    CHECK_RESULT(entitle_engine_connect(&c, &e), ENTITLE_RESULT_INVALID_CONFIG);
+    c.url_len = 4;
+    CHECK_RESULT(entitle_engine_connect(&c, &e), ENTITLE_RESULT_NULL_PARAMETER);
+    c = config_for("http://127.0.0.1:9/\xff");
+    CHECK_RESULT(entitle_engine_connect(&c, &e), ENTITLE_RESULT_INVALID_UTF8);
+    CHECK(strstr(last_error(), "config.url") != NULL);
+    c = config_for("http://127.0.0.1:9");
+    c.url_len = SIZE_MAX;
+    CHECK_RESULT(entitle_engine_connect(&c, &e), ENTITLE_RESULT_INVALID_PARAMETER);
+
+    c = config_for("http://127.0.0.1:9");
+    c.token = (const uint8_t *)"line\nbreak";
+    c.token_len = 10;
+    CHECK_RESULT(entitle_engine_connect(&c, &e), ENTITLE_RESULT_INVALID_CONFIG);
+    c.token = NULL;
+    CHECK_RESULT(entitle_engine_connect(&c, &e), ENTITLE_RESULT_NULL_PARAMETER);
+    CHECK(strstr(last_error(), "config.token") != NULL);
+    c.token = (const uint8_t *)"\xc3";
+    c.token_len = 1;
+    CHECK_RESULT(entitle_engine_connect(&c, &e), ENTITLE_RESULT_INVALID_UTF8);
+    c = config_for("http://127.0.0.1:9");
+    c.cache_dir = NULL;
+    c.cache_dir_len = 2;
+    CHECK_RESULT(entitle_engine_connect(&c, &e), ENTITLE_RESULT_NULL_PARAMETER);
+    CHECK(e == sentinel);
+}
+
+static void test_plain_engine(const char *fixture_dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/v1.snap", fixture_dir);
+    entitle_engine *e = NULL;
+    CHECK_RESULT(entitle_engine_from_file(STR(path), &e), ENTITLE_RESULT_OK);
+    entitle_status s = status_of(e);
+    CHECK(s.state == ENTITLE_SYNC_STATE_READY && !s.syncing && s.version == 1);
+    CHECK(s.syncs == 0 && s.failures == 0 && !s.has_last_success && s.last_error_len == 0);
+    CHECK(entitle_engine_wait_ready(e, 0));
+    char buf[256];
+    CHECK(strcmp(status_text(e, ENTITLE_STATUS_TEXT_LAST_ERROR, buf, sizeof buf), "") == 0);
+    entitle_engine_close(e); /* no sync thread: a no-op */
+    CHECK(entitle_engine_limit_at(e, STR("cus_pro"), STR("projects"), AT) == 50);
+
+    /* Misuse. */
+    entitle_status untouched;
+    memset(&untouched, 0x77, sizeof untouched);
+    entitle_status out = untouched;
+    CHECK_RESULT(entitle_engine_status(NULL, &out), ENTITLE_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(entitle_engine_status(e, NULL), ENTITLE_RESULT_NULL_PARAMETER);
+    CHECK(memcmp(&out, &untouched, sizeof out) == 0);
+    size_t n = 42;
+    CHECK_RESULT(entitle_engine_status_text(NULL, 0, (uint8_t *)buf, sizeof buf, &n),
+                 ENTITLE_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(entitle_engine_status_text(e, 0, (uint8_t *)buf, sizeof buf, NULL),
+                 ENTITLE_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(entitle_engine_status_text(e, 0, NULL, 5, &n), ENTITLE_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(entitle_engine_status_text(e, 3, (uint8_t *)buf, sizeof buf, &n),
+                 ENTITLE_RESULT_INVALID_PARAMETER);
+    CHECK(n == 42);
+    CHECK_RESULT(entitle_engine_status_text(e, ENTITLE_STATUS_TEXT_LINEAGE, NULL, 0, &n),
+                 ENTITLE_RESULT_OK);
+    CHECK(n == 0);
+    CHECK(!entitle_engine_wait_ready(NULL, 10));
+    entitle_engine_close(NULL);
+    entitle_engine_after_fork(NULL);
+    entitle_engine_free(e);
+
+    CHECK(strcmp(entitle_sync_state_name(ENTITLE_SYNC_STATE_STARTING), "starting") == 0);
+    CHECK(strcmp(entitle_sync_state_name(ENTITLE_SYNC_STATE_READY), "ready") == 0);
+    CHECK(strcmp(entitle_sync_state_name(ENTITLE_SYNC_STATE_STALE), "stale") == 0);
+    CHECK(strcmp(entitle_sync_state_name(ENTITLE_SYNC_STATE_FAILED), "failed") == 0);
+    CHECK(strcmp(entitle_sync_state_name(4), "unknown") == 0);
+}
+
+/* A loopback port that refuses connections: bound, never listening, held for the test. */
+static int refusing_port(int *fd_out) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0 ||
+        getsockname(fd, (struct sockaddr *)&addr, &len) != 0) {
+        fprintf(stderr, "cannot reserve a loopback port\n");
+        exit(2);
+    }
+    *fd_out = fd;
+    return ntohs(addr.sin_port);
+}
+
+static void test_unreachable_edge(void) {
+    int fd;
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", refusing_port(&fd));
+    entitle_sync_config c = config_for(url);
+    c.poll_interval_ms = 50;
+    c.max_backoff_ms = 100;
+    c.connect_timeout_ms = 500;
+    entitle_engine *e = NULL;
+    CHECK_RESULT(entitle_engine_connect(&c, &e), ENTITLE_RESULT_OK);
+    if (e == NULL) return;
+
+    entitle_status s = status_of(e);
+    CHECK(s.syncing);
+    CHECKF(s.state == ENTITLE_SYNC_STATE_STARTING || s.state == ENTITLE_SYNC_STATE_FAILED,
+           "state %s", entitle_sync_state_name(s.state));
+    CHECK(!entitle_engine_wait_ready(e, 200));
+
+    /* Wait for a failed round to be recorded. */
+    double deadline = now_seconds() + 20;
+    while ((s = status_of(e)).failures == 0 && now_seconds() < deadline) sleep_ms(20);
+    CHECKF(s.failures >= 1, "no failure recorded after 20 s");
+    CHECK(s.state == ENTITLE_SYNC_STATE_FAILED);
+    CHECK(s.syncs == 0 && !s.has_last_success && s.has_last_error_at && s.last_error_len > 0);
+    char buf[1024];
+    const char *err = status_text(e, ENTITLE_STATUS_TEXT_LAST_ERROR, buf, sizeof buf);
+    CHECKF(strstr(err, url + 7) != NULL, "last error: %s", err);
+    if (s.last_error_len > 1) {
+        size_t n = 5;
+        CHECK_RESULT(entitle_engine_status_text(e, ENTITLE_STATUS_TEXT_LAST_ERROR, (uint8_t *)buf,
+                                                1, &n),
+                     ENTITLE_RESULT_BUFFER_TOO_SMALL);
+        CHECK(n == 5);
+    }
+
+    /* No content: every feature is unknown; nothing crashes. */
+    entitle_decision d;
+    CHECK_RESULT(entitle_engine_check_at(e, STR("cus_pro"), STR("projects"), AT, &d),
+                 ENTITLE_RESULT_OK);
+    CHECK(d.reason == ENTITLE_REASON_FEATURE_NOT_FOUND && d.version == 0);
+    CHECK(!entitle_engine_enabled(e, STR("cus_pro"), STR("sso")));
+
+    /* Close stops the thread; a closed engine without content is never ready. */
+    double t0 = now_seconds();
+    entitle_engine_close(e);
+    CHECK(!entitle_engine_wait_ready(e, 5000));
+    CHECKF(now_seconds() - t0 < 4, "close + wait_ready took %.1f s", now_seconds() - t0);
+    long failures = (long)status_of(e).failures;
+    sleep_ms(300);
+    CHECKF((long)status_of(e).failures == failures, "rounds continued after close");
+    entitle_engine_close(e); /* idempotent */
+    entitle_engine_free(e);
+
+    /* Freeing without closing stops the thread too (valgrind and ASan check nothing leaks). */
+    e = NULL;
+    CHECK_RESULT(entitle_engine_connect(&c, &e), ENTITLE_RESULT_OK);
+    entitle_engine_free(e);
+    close(fd);
+}
+
+static bool wait_version(const entitle_engine *e, uint64_t version, double seconds) {
+    double deadline = now_seconds() + seconds;
+    while (entitle_engine_version(e) != version && now_seconds() < deadline) sleep_ms(20);
+    return entitle_engine_version(e) == version;
+}
+
+/* In a forked child: after_fork restarts the sync thread, which goes on syncing. */
+static int child_after_fork(entitle_engine *e) {
+    entitle_engine_after_fork(e);
+    entitle_status before;
+    if (entitle_engine_status(e, &before) != ENTITLE_RESULT_OK || before.version != 2) return 10;
+    if (entitle_engine_limit_at(e, STR("cus_pro"), STR("projects"), AT) != ENTITLE_UNLIMITED)
+        return 11;
+    double deadline = now_seconds() + 20;
+    entitle_status s = before;
+    while (s.syncs <= before.syncs && now_seconds() < deadline) {
+        sleep_ms(20);
+        if (entitle_engine_status(e, &s) != ENTITLE_RESULT_OK) return 12;
+    }
+    if (s.syncs <= before.syncs) return 13;
+    entitle_engine_close(e);
+    return 0;
+}
+
+static void test_live_edge(const char *url, const char *publish, const char *cache_dir) {
+    entitle_sync_config c = config_for(url);
+    c.cache_dir = (const uint8_t *)cache_dir;
+    c.cache_dir_len = strlen(cache_dir);
+    c.poll_interval_ms = 50;
+    c.persist_interval_ms = 50;
+    c.request_timeout_ms = 5000;
+    entitle_engine *e = NULL;
+    CHECK_RESULT(entitle_engine_connect(&c, &e), ENTITLE_RESULT_OK);
+    if (e == NULL) return;
+    CHECK(entitle_engine_wait_ready(e, 20000));
+    CHECK(wait_version(e, 1, 20));
+    entitle_status s = status_of(e);
+    CHECKF(s.state == ENTITLE_SYNC_STATE_READY, "state %s", entitle_sync_state_name(s.state));
+    CHECK(s.syncing && s.version == 1 && s.syncs >= 1 && s.snapshots_fetched >= 1);
+    CHECK(s.has_last_success && s.has_data_age && s.has_edge_version && s.edge_version == 1);
+    CHECK(!s.warm_start);
+    char buf[1024];
+    CHECK(strlen(status_text(e, ENTITLE_STATUS_TEXT_LINEAGE, buf, sizeof buf)) > 0);
+    CHECK(entitle_engine_limit_at(e, STR("cus_pro"), STR("projects"), AT) == 50);
+    CHECK(entitle_engine_enabled_at(e, STR("cus_pro"), STR("sso"), AT));
+    entitle_decision d;
+    CHECK_RESULT(entitle_engine_check_at(e, STR("cus_new"), STR("projects"), AT, &d),
+                 ENTITLE_RESULT_OK);
+    CHECK(d.version == 1 && d.reason == ENTITLE_REASON_CUSTOMER_NOT_FOUND);
+
+    /* Publish v2: the engine picks it up by itself. */
+    int rc = system(publish);
+    CHECKF(rc == 0, "publish command failed: %d", rc);
+    CHECK(wait_version(e, 2, 20));
+    CHECK(entitle_engine_limit_at(e, STR("cus_pro"), STR("projects"), AT) == ENTITLE_UNLIMITED);
+    CHECK(entitle_engine_limit_at(e, STR("cus_new"), STR("projects"), AT) == 100);
+    s = status_of(e);
+    CHECK(s.version == 2 && s.updates >= 1 && s.edge_version == 2);
+    CHECKF(s.deltas_applied + s.snapshots_fetched >= 2, "deltas %" PRIu64 ", snapshots %" PRIu64,
+           s.deltas_applied, s.snapshots_fetched);
+
+    /* Fork: the child restarts the sync thread and keeps syncing; the parent is unaffected.
+     * The child reports through a pipe, not its exit status: under valgrind the child's exit
+     * status would also count the parent's thread state that a forked child cannot free (the
+     * parent's sync thread does not exist there; its handle is deliberately left alone). */
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        unsigned char code = (unsigned char)child_after_fork(e);
+        ssize_t w = write(fds[1], &code, 1);
+        _exit(w == 1 ? 0 : 1);
+    }
+    CHECK(pid > 0);
+    close(fds[1]);
+    unsigned char code = 255;
+    CHECK(read(fds[0], &code, 1) == 1);
+    close(fds[0]);
+    CHECKF(code == 0, "the forked child failed with code %u", code);
+    int wstatus = 0;
+    CHECK(waitpid(pid, &wstatus, 0) == pid);
+    uint64_t syncs = status_of(e).syncs;
+    double deadline = now_seconds() + 20;
+    while (status_of(e).syncs <= syncs && now_seconds() < deadline) sleep_ms(20);
+    CHECK(status_of(e).syncs > syncs);
+
+    /* Close: no more rounds, the last content keeps answering. */
+    entitle_engine_close(e);
+    syncs = status_of(e).syncs;
+    sleep_ms(300);
+    CHECK(status_of(e).syncs == syncs);
+    CHECK(entitle_engine_limit_at(e, STR("cus_pro"), STR("projects"), AT) == ENTITLE_UNLIMITED);
+    CHECK(entitle_engine_wait_ready(e, 0));
+    entitle_engine_free(e);
+
+    /* Warm start: a new engine serves the cached snapshot before reaching the edge. */
+    e = NULL;
+    CHECK_RESULT(entitle_engine_connect(&c, &e), ENTITLE_RESULT_OK);
+    if (e == NULL) return;
+    s = status_of(e);
+    CHECK(s.warm_start && s.version >= 1);
+    CHECK(entitle_engine_wait_ready(e, 0));
+    CHECK(entitle_engine_enabled_at(e, STR("cus_pro"), STR("sso"), AT));
+    CHECK(wait_version(e, 2, 20));
+    entitle_engine_free(e);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 5) {
+        fprintf(stderr, "usage: %s FIXTURE_DIR EDGE_URL PUBLISH_COMMAND CACHE_DIR\n", argv[0]);
+        return 2;
+    }
+    test_config_misuse();
+    test_plain_engine(argv[1]);
+    test_unreachable_edge();
+    test_live_edge(argv[2], argv[3], argv[4]);
+    return report("ffi-sync");
+}
