@@ -149,5 +149,23 @@ for mode in plain asan valgrind; do
   done
 done
 
+echo "--- docs/ffi.md example"
+awk '/^## Example/ {on = 1} on && /^```c$/ {code = 1; next} code && /^```$/ {exit} code' docs/ffi.md \
+  >"$out/example.c"
+gcc "${cflags[@]}" -o "$out/example" "$out/example.c" -Ltarget/release \
+  -Wl,-rpath,"$PWD/target/release" -lentitle
+if "$out/example" "$fx/v1.snap" >"$out/example.log" 2>&1 &&
+  grep -q "cus_pro has SSO" "$out/example.log" &&
+  grep -q "up to 50 projects" "$out/example.log" &&
+  grep -q "may not create a 51st project" "$out/example.log" &&
+  grep -q "projects 3 (customer_not_found, version 1)" "$out/example.log"; then
+  total_passed=$((total_passed + 1))
+  echo "the example runs and prints what it should"
+else
+  cat "$out/example.log"
+  echo "ffi: the docs/ffi.md example failed" >&2
+  total_failed=$((total_failed + 1))
+fi
+
 echo "ffi: $total_passed passed, $total_failed failed"
 [ "$total_failed" -eq 0 ]
