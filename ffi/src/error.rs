@@ -288,3 +288,94 @@ pub unsafe extern "C" fn entitle_last_error_message(
     }));
     copied.unwrap_or(entitle_result::Panic)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn detail() -> String {
+        let mut buf = vec![0u8; entitle_last_error_len()];
+        let mut n = 0;
+        // SAFETY: `buf` is writable for its length and `n` is a valid `usize`.
+        let r = unsafe { entitle_last_error_message(buf.as_mut_ptr(), buf.len(), &mut n) };
+        assert_eq!(r, entitle_result::Ok);
+        buf.truncate(n);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_panic_becomes_a_result_code_with_its_message() {
+        let r = guard(|| panic!("boom at the boundary"));
+        assert_eq!(r, entitle_result::Panic);
+        assert!(detail().contains("boom at the boundary"), "{}", detail());
+        assert_eq!(guard_value(7u64, || panic!("again")), 7);
+        assert!(detail().contains("again"));
+    }
+
+    #[test]
+    fn failures_record_their_detail_and_successes_keep_it() {
+        let r = guard(|| Err(Failure::new(entitle_result::Io, "/nowhere: not found")));
+        assert_eq!(r, entitle_result::Io);
+        assert_eq!(detail(), "/nowhere: not found");
+        assert_eq!(guard(|| Ok(())), entitle_result::Ok);
+        assert_eq!(detail(), "/nowhere: not found");
+    }
+
+    #[test]
+    fn codes_are_numbered_in_order_and_each_has_its_own_text() {
+        for (i, code) in entitle_result::ALL.iter().enumerate() {
+            assert_eq!(*code as usize, i, "{code:?}");
+            let text = code.message();
+            assert!(text.ends_with('\0') && text.len() > 1, "{code:?}");
+            assert_eq!(text.find('\0'), Some(text.len() - 1), "{code:?}");
+            for other in &entitle_result::ALL[..i] {
+                assert_ne!(other.message(), text, "{code:?} and {other:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn format_errors_map_to_distinct_codes() {
+        let cases = [
+            (
+                FormatError::BadMagic {
+                    expected: "snapshot",
+                },
+                entitle_result::BadMagic,
+            ),
+            (
+                FormatError::UnsupportedVersion {
+                    found: 9,
+                    supported: 1,
+                },
+                entitle_result::UnsupportedVersion,
+            ),
+            (
+                FormatError::Truncated { what: "body" },
+                entitle_result::Corrupt,
+            ),
+            (
+                FormatError::ChecksumMismatch {
+                    stored: 1,
+                    computed: 2,
+                },
+                entitle_result::Corrupt,
+            ),
+            (FormatError::Invalid("x".into()), entitle_result::Corrupt),
+            (FormatError::TooLarge, entitle_result::TooLarge),
+        ];
+        for (e, code) in cases {
+            let text = e.to_string();
+            let f = Failure::from(Error::Format(e));
+            assert_eq!(f.code, code);
+            assert_eq!(f.detail, text);
+        }
+        let wrong = Failure::from(Error::Apply(ApplyError::WrongBase {
+            expected: (1, 2),
+            found: (3, 4),
+        }));
+        assert_eq!(wrong.code, entitle_result::WrongBase);
+        let mismatch = Failure::from(Error::Apply(ApplyError::FeatureMismatch));
+        assert_eq!(mismatch.code, entitle_result::FeatureMismatch);
+    }
+}
