@@ -545,7 +545,10 @@ entitle_result entitle_engine_from_catalog_json(const uint8_t *json,
                                                 struct entitle_engine **out);
 
 /**
- * Releases an engine and everything it holds (stopping its sync thread, if any). NULL is a no-op.
+ * Releases an engine and everything it holds. NULL is a no-op.
+ *
+ * For an engine that syncs, this first stops its sync thread and waits for it, as
+ * `entitle_engine_close` does (a TCP connect in progress may first run out its connect timeout).
  *
  * # Safety
  * `engine` must be NULL or come from an `entitle_engine_*` creator, and must not have been freed
