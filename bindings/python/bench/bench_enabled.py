@@ -1,0 +1,129 @@
+"""Nanoseconds per `Engine.enabled` call from Python, next to a plain dict lookup as the floor.
+
+Usage (from the repository root, with the package installed, e.g. by scripts/test-python.sh):
+
+    target/python-venv/bin/python bindings/python/bench/bench_enabled.py [--customers N]
+
+Builds (once) a synthetic catalog of N customers (default 1,000,000) with `entitle synth` and its
+snapshot with `entitle build` under target/python-bench/, then measures with timeit, reporting
+the median of several runs:
+
+- a hot customer (the same id every call: the CPU caches hold everything);
+- random customers over the whole snapshot (each call misses the caches, as in production);
+- the same two loops over a dict {customer: {feature: bool}} (the floor: what a Python
+  program pays to look a value up in memory without crossing into native code);
+- limit(), allows() and check() for the hot customer.
+
+Each figure is per call and includes the loop's own cost, which is the same for every row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import re
+import statistics
+import subprocess
+import sys
+import timeit
+from pathlib import Path
+
+import entitle
+
+REPO = Path(__file__).resolve().parents[3]
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+ENTITLE = TARGET / "release" / "entitle"
+
+
+def snapshot(customers: int) -> tuple[Path, Path]:
+    out = TARGET / "python-bench"
+    out.mkdir(parents=True, exist_ok=True)
+    catalog, snap = out / f"synth-{customers}.json", out / f"synth-{customers}.snap"
+    if not snap.exists():
+        print(f"generating {customers} customers into {out} ...", file=sys.stderr)
+        subprocess.run([str(ENTITLE), "synth", "--customers", str(customers), "-o", str(catalog)],
+                       check=True)
+        subprocess.run([str(ENTITLE), "build", str(catalog), "-o", str(snap)], check=True)
+    return catalog, snap
+
+
+def customer_ids(catalog: Path) -> list[str]:
+    pattern = re.compile(r'\{"id": "(cus_[^"]*)"')
+    ids = []
+    with catalog.open(encoding="utf-8") as f:
+        for line in f:
+            found = pattern.search(line)
+            if found:
+                ids.append(found.group(1))
+    return ids
+
+
+def per_call(stmt: str, setup_globals: dict, calls_per_run: int, number: int, repeat: int) -> float:
+    """Median ns per call over `repeat` runs of `number` executions of `stmt`."""
+    timer = timeit.Timer(stmt, globals=setup_globals)
+    runs = timer.repeat(repeat=repeat, number=number)
+    return statistics.median(runs) / (number * calls_per_run) * 1e9
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores; {platform.system()} {platform.release()}; "
+            f"{platform.python_implementation()} {platform.python_version()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--sample", type=int, default=200_000, help="random ids per run")
+    args = parser.parse_args()
+
+    catalog, snap = snapshot(args.customers)
+    ids = customer_ids(catalog)
+    if len(ids) != args.customers:
+        sys.exit(f"found {len(ids)} customer ids in {catalog}, expected {args.customers}")
+    engine = entitle.Engine.from_file(snap)
+    hot = ids[len(ids) // 2]
+    rng = random.Random(42)
+    sample = [ids[rng.randrange(len(ids))] for _ in range(args.sample)]
+    table = {c: {"sso": engine.enabled(c, "sso")} for c in ids}
+    assert all(engine.enabled(c, "sso") == table[c]["sso"] for c in sample[:1000])
+
+    enabled = engine.enabled
+    g = {"engine": engine, "enabled": enabled, "hot": hot, "sample": sample, "table": table,
+         "limit": engine.limit, "allows": engine.allows, "check": engine.check}
+    n, r, s = 2_000_000, args.repeat, len(sample)
+    rows = [
+        ("dict floor, hot: table[c][f]", per_call("table[hot]['sso']", g, 1, n, r)),
+        ("engine.enabled(c, f), hot", per_call("engine.enabled(hot, 'sso')", g, 1, n, r)),
+        ("enabled(c, f), hot, method bound once", per_call("enabled(hot, 'sso')", g, 1, n, r)),
+        ("dict floor, random: table[c][f]",
+         per_call("for c in sample: table[c]['sso']", g, s, 10, r)),
+        ("engine.enabled(c, f), random",
+         per_call("for c in sample: engine.enabled(c, 'sso')", g, s, 10, r)),
+        ("enabled(c, f), random, method bound once",
+         per_call("for c in sample: enabled(c, 'sso')", g, s, 10, r)),
+        ("engine.limit(c, f), hot", per_call("limit(hot, 'projects')", g, 1, n, r)),
+        ("engine.allows(c, f, usage), hot", per_call("allows(hot, 'projects', 2)", g, 1, n, r)),
+        ("engine.check(c, f) -> Decision, hot", per_call("check(hot, 'projects')", g, 1, n, r)),
+    ]
+    print(f"machine: {machine()}")
+    print(f"snapshot: {args.customers} customers, {snap.stat().st_size / 1e6:.1f} MB; "
+          f"median of {r} runs")
+    print("| call | ns/call |")
+    print("|---|---:|")
+    for name, ns in rows:
+        print(f"| {name} | {ns:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

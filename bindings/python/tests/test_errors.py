@@ -1,0 +1,104 @@
+"""Errors: the exception hierarchy, the library's detail messages, and content kept on failure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict
+
+import pytest
+
+from entitle import (ArgumentError, CatalogError, ClosedError, ConnectError, DeltaError, Engine,
+                     EntitleError, FileError, SnapshotError)
+
+from conftest import catalog
+
+
+def test_hierarchy() -> None:
+    for cls in (CatalogError, SnapshotError, DeltaError, FileError, ConnectError, ArgumentError,
+                ClosedError):
+        assert issubclass(cls, EntitleError)
+    assert issubclass(FileError, OSError)
+    assert issubclass(ArgumentError, ValueError) and issubclass(ClosedError, ValueError)
+    assert EntitleError("x", 4).code == 4 and str(EntitleError("x")) == "x"
+
+
+def test_catalog_error_names_the_path() -> None:
+    data = catalog()
+    data["customers"][3]["overrides"]["projects"] = -1
+    with pytest.raises(CatalogError) as info:
+        Engine.from_catalog(data)
+    assert str(info.value).startswith("customers[3].overrides.projects: ")
+    assert info.value.code == 8
+
+
+def test_catalog_error_for_text_that_is_not_json() -> None:
+    with pytest.raises(CatalogError, match="^catalog: "):
+        Engine.from_catalog("{not json")
+    with pytest.raises(CatalogError, match="^catalog: "):
+        Engine.from_catalog("[]")
+
+
+def test_catalog_that_is_not_utf8() -> None:
+    with pytest.raises(ArgumentError, match="UTF-8"):
+        Engine.from_catalog(b'{"features": [], "x": "\xff"}')
+
+
+def test_catalog_dict_that_json_cannot_write() -> None:
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        Engine.from_catalog({"features": [], "x": object()})
+    with pytest.raises(ValueError):
+        Engine.from_catalog({"features": [], "x": float("nan")})
+
+
+def test_file_errors_are_os_errors(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.snap"
+    with pytest.raises(FileError) as info:
+        Engine.from_file(missing)
+    assert str(missing) in str(info.value) and info.value.code == 7
+    with pytest.raises(OSError):
+        Engine.from_file(tmp_path)  # a directory
+
+
+def test_snapshot_errors(tmp_path: Path, snapshots: Dict[str, Path]) -> None:
+    with pytest.raises(SnapshotError, match="magic"):
+        Engine.from_bytes(b"definitely not a snapshot")
+    data = bytearray(snapshots["v1"].read_bytes())
+    data[-20] ^= 0xFF
+    with pytest.raises(SnapshotError) as info:
+        Engine.from_bytes(bytes(data))
+    assert info.value.code == 11  # CORRUPT
+    truncated = tmp_path / "truncated.snap"
+    truncated.write_bytes(snapshots["v1"].read_bytes()[:100])
+    with pytest.raises(SnapshotError):
+        Engine.from_file(truncated)
+    with pytest.raises(TypeError, match="bytes-like"):
+        Engine.from_bytes("text")  # type: ignore[arg-type]
+
+
+def test_failed_updates_keep_the_content(snapshots: Dict[str, Path]) -> None:
+    engine = Engine.from_file(snapshots["v2"])
+    with pytest.raises(DeltaError) as info:
+        engine.apply_delta(snapshots["delta"].read_bytes())  # made for v1, not v2
+    assert info.value.code == 13  # WRONG_BASE
+    with pytest.raises(DeltaError, match="magic"):
+        engine.apply_delta(b"junk")
+    with pytest.raises(SnapshotError):
+        engine.replace(b"junk")
+    with pytest.raises(FileError):
+        engine.replace_file("/nonexistent/entitle.snap")
+    assert (engine.version, engine.limit("cus_pro", "projects")) == (2, 60)
+
+
+def test_connect_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConnectError, match="ftp://example.invalid"):
+        Engine.connect("ftp://example.invalid")
+    with pytest.raises(ConnectError):
+        Engine.connect("http://127.0.0.1:9", token="bad\ntoken")
+    with pytest.raises(ConnectError, match="poll_interval must be a number of seconds > 0"):
+        Engine.connect("http://127.0.0.1:9", poll_interval=0)
+    with pytest.raises(ConnectError, match="long_poll"):
+        Engine.connect("http://127.0.0.1:9", long_poll=-1)
+    with pytest.raises(TypeError):
+        Engine.connect("http://127.0.0.1:9", poll_interval="soon")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        Engine.connect(url=None)  # type: ignore[arg-type]
