@@ -223,6 +223,48 @@ fn applying(c: &mut Criterion) {
     g.finish();
 }
 
+/// The machine's floor for a random customer: one load from a random cache line of a buffer the
+/// size of the 1M snapshot's slot table, on the same allocation (4 KiB pages), with nothing else
+/// to do. "dependent" chains the loads, so each waits for the last (the latency of one miss);
+/// "independent" lets the processor overlap them (the throughput).
+fn machine(c: &mut Criterion) {
+    const LINES: usize = (32 << 20) / 64;
+    // A random cyclic permutation of the cache lines, stored as "next line" at each line's start.
+    let mut order: Vec<usize> = (0..LINES).collect();
+    let mut state = 0x1234_5678_u64;
+    let mut rand = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        ((u128::from(state) * n as u128) >> 64) as usize
+    };
+    for i in (1..LINES).rev() {
+        order.swap(i, rand(i + 1));
+    }
+    let mut next = vec![0usize; LINES * 8];
+    for w in 0..LINES {
+        next[order[w] * 8] = order[(w + 1) % LINES] * 8;
+    }
+    let mut g = c.benchmark_group("machine");
+    g.bench_function("dependent_load_32MiB", |b| {
+        let mut at = 0usize;
+        b.iter(|| {
+            at = next[at];
+            at
+        })
+    });
+    g.bench_function("independent_load_32MiB", |b| {
+        let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+        b.iter(|| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            next[((u128::from(x) * LINES as u128) >> 64) as usize * 8]
+        })
+    });
+    g.finish();
+}
+
 /// The group `criterion_main!` runs (in a module so the function the macro generates, which
 /// cannot carry a doc comment, can be exempted from `missing_docs`).
 #[allow(missing_docs)]
@@ -234,7 +276,7 @@ mod group {
         config = Criterion::default()
             .warm_up_time(Duration::from_secs(1))
             .measurement_time(Duration::from_secs(3));
-        targets = lookups, building, loading, applying
+        targets = machine, lookups, building, loading, applying
     }
 }
 criterion_main!(group::core);
