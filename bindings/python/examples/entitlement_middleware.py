@@ -46,7 +46,7 @@ class EntitlementMiddleware:
     def customer_of(self, scope: Scope) -> Optional[str]:
         for name, value in scope.get("headers", ()):
             if name == self.customer_header:
-                return value.decode("latin-1")
+                return str(value.decode("latin-1"))
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

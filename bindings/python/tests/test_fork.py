@@ -18,7 +18,12 @@ from entitle import Engine
 
 from conftest import Edge, catalog, wait_until
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+pytestmark = [
+    pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"),
+    # Python 3.12+ warns about forking a process with threads (pytest's, the engine's): that is
+    # exactly what a pre-fork server does and what these tests exercise.
+    pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning"),
+]
 
 
 def read_line(fd: int, timeout: float) -> str:

@@ -567,7 +567,8 @@ typedef struct {
 
 static PyTypeObject EngineType;
 
-/* Frees an engine nobody else can reach any more. Without the GIL: stopping threads may wait. */
+/* Frees an engine nobody else can reach any more. Without the GIL: stopping its threads may
+ * wait (for a sync thread in a TCP connect, up to its connect timeout). */
 static void
 free_engine(entitle_engine *e)
 {
@@ -648,13 +649,19 @@ Engine_dealloc(EngineObject *self)
     if (self->weakreflist != NULL) {
         PyObject_ClearWeakRefs((PyObject *)self);
     }
-    /* No call is running: each one holds a reference to self. */
+    /* No call is running: each one holds a reference to self. A retired engine cannot be left:
+     * its last busy call would have freed it. Deallocation may run inside the garbage collector,
+     * so the GIL is released only when a sync thread may have to be waited for; a static
+     * engine's memory is freed at once. */
     entitle_engine *e = self->engine;
-    entitle_engine *r = self->retired;
     self->engine = NULL;
-    self->retired = NULL;
-    free_engine(e);
-    free_engine(r);
+    if (e != NULL) {
+        if (self->connected) {
+            free_engine(e);
+        } else {
+            entitle_engine_free(e);
+        }
+    }
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -1128,8 +1135,10 @@ Engine_after_fork(EngineObject *self, PyObject *Py_UNUSED(ignored))
         Py_RETURN_FALSE; /* not a new process, or already restarted in it */
     }
     self->pid = now;
-    /* Threads that were inside a GIL-free call at the fork do not exist in this process. */
+    /* Threads that were inside a GIL-free call at the fork do not exist in this process. An
+     * engine closed while they ran is left alone: freeing it would join threads of the parent. */
     self->busy = 0;
+    self->retired = NULL;
     if (self->engine != NULL) {
         entitle_engine_after_fork(self->engine);
     }

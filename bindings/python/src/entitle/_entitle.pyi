@@ -45,13 +45,13 @@ class Engine:
         url: str,
         token: Optional[str],
         cache_dir: Optional[_Text],
-        poll_interval: float,
-        connect_timeout: float,
-        request_timeout: float,
-        max_staleness: float,
+        poll_interval: Optional[float],
+        connect_timeout: Optional[float],
+        request_timeout: Optional[float],
+        max_staleness: Optional[float],
         long_poll: Optional[float],
-        max_backoff: float,
-        persist_interval: float,
+        max_backoff: Optional[float],
+        persist_interval: Optional[float],
     ) -> _E: ...
     def enabled(self, customer: _Text, feature: _Text, *, at: Optional[_Time] = None) -> bool: ...
     def limit(
