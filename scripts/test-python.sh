@@ -15,7 +15,7 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import sys' 2>/dev/nu
   rm -rf "$venv"
   "$python" -m venv "$venv"
 fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip "setuptools>=77" pytest
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "setuptools>=77" pytest
 # Reinstall every time: the extension must be rebuilt against the current library.
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-build-isolation \
   --force-reinstall --no-deps ./bindings/python

@@ -34,22 +34,23 @@ class BuildWithCargo(build_ext):
         for ext in self.extensions:
             ext.include_dirs.append(str(include_dir))
             ext.extra_objects.append(str(lib_dir / "libentitle.a"))
-            ext.depends.append(str(lib_dir / "libentitle.a"))
+            ext.depends.extend([str(lib_dir / "libentitle.a"), str(include_dir / "entitle.h")])
         super().run()
 
     def _native_library(self):
+        in_repo = (REPO / "Cargo.toml").is_file() and (REPO / "ffi").is_dir()
+        prebuilt = os.environ.get("ENTITLE_LIB_DIR")
+        if not in_repo and not (prebuilt and os.environ.get("ENTITLE_INCLUDE_DIR")):
+            _fail(
+                f"no entitle repository at {REPO}: set ENTITLE_LIB_DIR to a folder holding "
+                "libentitle.a and ENTITLE_INCLUDE_DIR to one holding entitle.h"
+            )
         include_dir = Path(os.environ.get("ENTITLE_INCLUDE_DIR", REPO / "ffi" / "include"))
         if not (include_dir / "entitle.h").is_file():
-            _fail(f"entitle.h not found in {include_dir}: set ENTITLE_INCLUDE_DIR")
-        prebuilt = os.environ.get("ENTITLE_LIB_DIR")
+            _fail(f"entitle.h not found in {include_dir}")
         if prebuilt:
             lib_dir = Path(prebuilt)
         else:
-            if not (REPO / "Cargo.toml").is_file() or not (REPO / "ffi").is_dir():
-                _fail(
-                    f"no entitle repository at {REPO}: set ENTITLE_LIB_DIR to a folder "
-                    "holding libentitle.a (and ENTITLE_INCLUDE_DIR to one holding entitle.h)"
-                )
             cargo = shutil.which("cargo") or _fail("cargo not found: install Rust, or set ENTITLE_LIB_DIR")
             subprocess.run([cargo, "build", "--release", "-p", "entitle-ffi"], cwd=REPO, check=True)
             target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
