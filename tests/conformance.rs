@@ -27,11 +27,15 @@ fn valid_files_answer_as_expected_everywhere() {
             },
         )
         .unwrap_or_else(|e| panic!("{name}: build: {e}"));
-        let reread = View::from(Snapshot::from_bytes(snap.as_bytes().to_vec()).expect("reread"));
+        let reread = View::from(
+            Snapshot::from_bytes(snap.as_bytes().to_vec())
+                .unwrap_or_else(|e| panic!("{name}: reread: {e}")),
+        );
 
         // The same content reached through a patch delta from a snapshot with no customers.
         let features: Vec<Feature> = catalog.features().to_vec();
-        let empty = Catalog::new(features, Vec::new(), Vec::new()).expect("empty catalog");
+        let empty = Catalog::new(features, Vec::new(), Vec::new())
+            .unwrap_or_else(|e| panic!("{name}: empty catalog: {e}"));
         let empty = Snapshot::build(
             &empty,
             BuildOptions {
@@ -39,9 +43,11 @@ fn valid_files_answer_as_expected_everywhere() {
                 created_at: 11,
             },
         )
-        .expect("empty");
-        let delta = diff(&empty, &snap).expect("diff");
-        let patched = View::from(empty).apply(&delta).expect("apply");
+        .unwrap_or_else(|e| panic!("{name}: empty: {e}"));
+        let delta = diff(&empty, &snap).unwrap_or_else(|e| panic!("{name}: diff: {e}"));
+        let patched = View::from(empty)
+            .apply(&delta)
+            .unwrap_or_else(|e| panic!("{name}: apply: {e}"));
         assert_eq!(patched.checksum(), snap.checksum(), "{name}");
         let compacted = View::from(
             patched
