@@ -94,6 +94,17 @@ fn lookups(c: &mut Criterion) {
         g.bench_function("view_check_at/hot", |b| {
             b.iter(|| view.check_at(black_box(fx.hot.as_str()), black_box(FEATURE), SYNTH_EPOCH))
         });
+        // Resolving the feature key alone: a key that is not a feature is answered right after
+        // the feature table probe, before any customer lookup.
+        g.bench_function("view_check_at/unknown_feature", |b| {
+            b.iter(|| {
+                view.check_at(
+                    black_box(fx.hot.as_str()),
+                    black_box("no_such"),
+                    SYNTH_EPOCH,
+                )
+            })
+        });
         g.bench_function("engine_enabled/random", |b| {
             let mut next = fx.ids.cycle();
             b.iter(|| engine.enabled(black_box(next()), black_box(FEATURE)))
