@@ -306,15 +306,80 @@ fn invalid_config(url: &str, msg: impl Into<String>) -> Error {
 
 fn agent_for(config: &SyncConfig) -> ureq::Agent {
     let connect = Some(config.connect_timeout);
-    ureq::Agent::config_builder()
+    let agent_config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_resolve(connect)
         .timeout_connect(connect)
         .timeout_global(Some(config.request_timeout))
         .max_redirects(4)
         .user_agent(concat!("entitle/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into()
+        .build();
+    ureq::Agent::with_parts(
+        agent_config,
+        ureq::unversioned::transport::DefaultConnector::default(),
+        CachingResolver::default(),
+    )
+}
+
+/// How long a host's resolved addresses are reused.
+const RESOLVE_TTL: Duration = Duration::from_secs(30);
+
+/// Resolves each host at most once per [`RESOLVE_TTL`], and IP literals without a lookup.
+///
+/// ureq resolves before every request, even on a pooled connection, and with a timeout it does so
+/// on a new thread: a thread and a lookup per poll, several milliseconds for a round that otherwise
+/// costs a conditional GET on an open connection.
+#[derive(Debug, Default)]
+struct CachingResolver {
+    inner: ureq::unversioned::resolver::DefaultResolver,
+    cache: Mutex<
+        Option<(
+            String,
+            Instant,
+            ureq::unversioned::resolver::ResolvedSocketAddrs,
+        )>,
+    >,
+}
+
+impl ureq::unversioned::resolver::Resolver for CachingResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let key = format!(
+            "{}://{}",
+            uri.scheme_str().unwrap_or(""),
+            uri.authority().map_or("", |a| a.as_str())
+        );
+        if let Some(authority) = uri.authority() {
+            let host = authority
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+                let port = authority
+                    .port_u16()
+                    .unwrap_or(if uri.scheme_str() == Some("https") {
+                        443
+                    } else {
+                        80
+                    });
+                let mut addrs = self.empty();
+                addrs.push(std::net::SocketAddr::new(ip, port));
+                return Ok(addrs);
+            }
+        }
+        if let Some((k, at, addrs)) = &*lock(&self.cache) {
+            if *k == key && at.elapsed() < RESOLVE_TTL {
+                return Ok(addrs.clone());
+            }
+        }
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        *lock(&self.cache) = Some((key, Instant::now(), addrs.clone()));
+        Ok(addrs)
+    }
 }
 
 impl EdgeClient {
