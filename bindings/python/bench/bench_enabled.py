@@ -62,12 +62,17 @@ def customer_ids(catalog: Path) -> list[str]:
     return ids
 
 
-def per_call(stmt: str, setup_globals: dict, calls_per_run: int, number: int,
-             repeat: int) -> tuple[float, float]:
-    """(median, best) ns per call over `repeat` runs of `number` executions of `stmt`."""
-    timer = timeit.Timer(stmt, globals=setup_globals)
-    runs = [t / (number * calls_per_run) * 1e9 for t in timer.repeat(repeat=repeat, number=number)]
-    return statistics.median(runs), min(runs)
+def measure(rows: list[tuple[str, str, int, int]], g: dict, repeat: int) -> list[tuple[str, float, float]]:
+    """(name, median, best) ns per call for each (name, stmt, calls per execution, executions).
+
+    The rows take turns, one run each per round, so that a change in the machine's load (other
+    processes) affects every row alike rather than whichever ran at the time."""
+    timers = [(timeit.Timer(stmt, globals=g), calls, number) for _, stmt, calls, number in rows]
+    runs: list[list[float]] = [[] for _ in rows]
+    for _ in range(repeat):
+        for i, (timer, calls, number) in enumerate(timers):
+            runs[i].append(timer.timeit(number) / (calls * number) * 1e9)
+    return [(row[0], statistics.median(r), min(r)) for row, r in zip(rows, runs)]
 
 
 def machine() -> str:
@@ -86,7 +91,7 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=9, help="rounds (each row runs once per round)")
     parser.add_argument("--sample", type=int, default=200_000, help="random ids per run")
     args = parser.parse_args()
 
@@ -102,30 +107,27 @@ def main() -> None:
     assert all(engine.enabled(c, "sso") == table[c]["sso"] for c in sample[:1000])
 
     enabled = engine.enabled
-    g = {"engine": engine, "enabled": enabled, "hot": hot, "sample": sample, "table": table,
-         "limit": engine.limit, "allows": engine.allows, "check": engine.check}
-    n, r, s = 2_000_000, args.repeat, len(sample)
+    g = {"engine": engine, "enabled": enabled, "hot": hot, "sample": sample, "table": table}
+    n, s = 1_000_000, len(sample)
     rows = [
-        ("dict floor, hot: table[c][f]", per_call("table[hot]['sso']", g, 1, n, r)),
-        ("engine.enabled(c, f), hot", per_call("engine.enabled(hot, 'sso')", g, 1, n, r)),
-        ("enabled(c, f), hot, method bound once", per_call("enabled(hot, 'sso')", g, 1, n, r)),
-        ("loop alone, random (no lookup)", per_call("for c in sample: pass", g, s, 10, r)),
-        ("dict floor, random: table[c][f]",
-         per_call("for c in sample: table[c]['sso']", g, s, 10, r)),
-        ("engine.enabled(c, f), random",
-         per_call("for c in sample: engine.enabled(c, 'sso')", g, s, 10, r)),
-        ("enabled(c, f), random, method bound once",
-         per_call("for c in sample: enabled(c, 'sso')", g, s, 10, r)),
-        ("engine.limit(c, f), hot", per_call("limit(hot, 'projects')", g, 1, n, r)),
-        ("engine.allows(c, f, usage), hot", per_call("allows(hot, 'projects', 2)", g, 1, n, r)),
-        ("engine.check(c, f) -> Decision, hot", per_call("check(hot, 'projects')", g, 1, n, r)),
+        ("dict floor, hot: `table[c][f]`", "table[hot]['sso']", 1, n),
+        ("`engine.enabled(c, f)`, hot", "engine.enabled(hot, 'sso')", 1, n),
+        ("`enabled(c, f)`, hot, method bound once", "enabled(hot, 'sso')", 1, n),
+        ("`engine.limit(c, f)`, hot", "engine.limit(hot, 'projects')", 1, n),
+        ("`engine.allows(c, f, usage)`, hot", "engine.allows(hot, 'projects', 2)", 1, n),
+        ("`engine.check(c, f)` (builds a Decision), hot", "engine.check(hot, 'sso')", 1, n),
+        ("loop alone, random (no lookup)", "for c in sample: pass", s, 5),
+        ("dict floor, random: `table[c][f]`", "for c in sample: table[c]['sso']", s, 5),
+        ("`engine.enabled(c, f)`, random", "for c in sample: engine.enabled(c, 'sso')", s, 5),
+        ("`enabled(c, f)`, random, method bound once", "for c in sample: enabled(c, 'sso')", s, 5),
     ]
+    results = measure(rows, g, args.repeat)
     print(f"machine: {machine()}")
     print(f"snapshot: {args.customers} customers, {snap.stat().st_size / 1e6:.1f} MB; "
-          f"{r} runs; load average at the end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
+          f"{args.repeat} rounds; load average at the end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
     print("| call | ns/call, median | best run |")
     print("|---|---:|---:|")
-    for name, (median, best) in rows:
+    for name, median, best in results:
         print(f"| {name} | {median:.0f} | {best:.0f} |")
 
 
