@@ -1,5 +1,5 @@
 //! The compact binary snapshot: what applications load and look up in. See `docs/FORMAT.md` and the
-//! byte diagram in [`format`].
+//! byte diagram in [the `format` module](mod@format).
 
 pub(crate) mod build;
 pub mod format;
