@@ -308,6 +308,8 @@ def test_replace_and_apply_delta(snapshots: Dict[str, Path]) -> None:
     assert engine.version == 2
     engine.replace_file(str(snapshots["v1"]))
     assert engine.check("cus_pro", "projects").version == 1
+    engine.replace_file(snapshots["v2"])  # a PathLike
+    assert engine.version == 2
 
 
 # --- lifecycle ------------------------------------------------------------------------------

@@ -445,6 +445,14 @@ class Engine(_entitle.Engine):
             )
         )
 
+    def replace_file(self, path: Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]) -> None:
+        """Replaces the whole content with a snapshot or catalog file (told apart by content).
+
+        Lookups meanwhile see the old or the new content, never a mix. On failure the content
+        is kept and FileError, SnapshotError or CatalogError is raised.
+        """
+        super().replace_file(os.fspath(path))
+
     def __enter__(self) -> Engine:
         return self
 

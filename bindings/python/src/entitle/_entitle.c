@@ -760,8 +760,8 @@ static const char *const names_lookup[] = {"customer", "feature", "at"};
 static const char *const names_allows[] = {"customer", "feature", "usage", "requested", "at"};
 
 PyDoc_STRVAR(Engine_enabled_doc,
-             "enabled(customer, feature, *, at=None) -> bool\n--\n\n"
-             "Whether the customer may use the feature: a flag's value; for a limit, UNLIMITED\n"
+             "enabled($self, customer, feature, *, at=None)\n--\n\n"
+             "-> bool. Whether the customer may use the feature: a flag's value; for a limit, UNLIMITED\n"
              "or greater than 0. Unknown features are False; unknown customers get the\n"
              "feature's default. customer and feature are str (or UTF-8 bytes); at is unix\n"
              "seconds or a datetime (default: now).");
@@ -800,8 +800,8 @@ Engine_enabled(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, PyOb
 }
 
 PyDoc_STRVAR(Engine_limit_doc,
-             "limit(customer, feature, *, at=None) -> int | Unlimited\n--\n\n"
-             "The customer's limit for the feature: an int, or UNLIMITED (which compares above\n"
+             "limit($self, customer, feature, *, at=None)\n--\n\n"
+             "-> int | Unlimited. The customer's limit for the feature: an int, or UNLIMITED (which compares above\n"
              "every int). Flags and unknown features answer 0; use check() to tell them apart.");
 
 static PyObject *
@@ -838,8 +838,8 @@ Engine_limit(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, PyObje
 }
 
 PyDoc_STRVAR(Engine_allows_doc,
-             "allows(customer, feature, usage, requested=1, *, at=None) -> bool\n--\n\n"
-             "Whether the customer may use `requested` more of the feature on top of `usage`:\n"
+             "allows($self, customer, feature, usage, requested=1, *, at=None)\n--\n\n"
+             "-> bool. Whether the customer may use `requested` more of the feature on top of `usage`:\n"
              "a flag allows when enabled; a limit when UNLIMITED or usage + requested <= limit.\n"
              "usage and requested are ints >= 0.");
 
@@ -882,8 +882,8 @@ Engine_allows(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, PyObj
 }
 
 PyDoc_STRVAR(Engine_check_doc,
-             "check(customer, feature, *, at=None) -> Decision\n--\n\n"
-             "The whole answer: feature type, value, enabled, reason and data version.\n"
+             "check($self, customer, feature, *, at=None)\n--\n\n"
+             "-> Decision. The whole answer: feature type, value, enabled, reason and data version.\n"
              "Unknown customers and features are answers (see Decision.reason), not errors.\n"
              "Raises ArgumentError for bytes that are not UTF-8.");
 
@@ -927,8 +927,8 @@ Engine_check(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, PyObje
 static const char *const names_entitlements[] = {"customer", "at"};
 
 PyDoc_STRVAR(Engine_entitlements_doc,
-             "entitlements(customer, *, at=None) -> dict[str, Decision]\n--\n\n"
-             "Every feature's Decision for the customer, keyed by feature, in the data's feature\n"
+             "entitlements($self, customer, *, at=None)\n--\n\n"
+             "-> dict[str, Decision]. Every feature's Decision for the customer, keyed by feature, in the data's feature\n"
              "order. An unknown customer gets each feature's default (reason\n"
              "CUSTOMER_NOT_FOUND).");
 
@@ -1380,26 +1380,26 @@ static PyMethodDef Engine_methods[] = {
     {"entitlements", (PyCFunction)(void (*)(void))Engine_entitlements,
      METH_FASTCALL | METH_KEYWORDS, Engine_entitlements_doc},
     {"replace", (PyCFunction)Engine_replace, METH_O,
-     "replace(snapshot: bytes) -> None\n--\n\n"
+     "replace($self, snapshot, /)\n--\n\n"
      "Replaces the whole content with a snapshot. Lookups meanwhile see the old or the new\n"
      "content, never a mix. On failure the content is kept and SnapshotError is raised."},
     {"replace_file", (PyCFunction)Engine_replace_file, METH_O,
-     "_replace_file(path): replaces the content with a snapshot or catalog file."},
+     "replace_file($self, path, /)\n--\n\nReplaces the content with a snapshot or catalog file."},
     {"apply_delta", (PyCFunction)Engine_apply_delta, METH_O,
-     "apply_delta(delta: bytes) -> int\n--\n\n"
-     "Applies a delta (from `entitle diff`) and returns the new content version. Raises\n"
+     "apply_delta($self, delta, /)\n--\n\n"
+     "-> int. Applies a delta (from `entitle diff`) and returns the new content version. Raises\n"
      "DeltaError (content kept) for a delta made for another base or unreadable bytes."},
     {"_connect", (PyCFunction)Engine_connect, METH_VARARGS | METH_CLASS,
      "_connect(url, token, cache_dir, *durations): an engine syncing from an edge."},
     {"wait_ready", (PyCFunction)(void (*)(void))Engine_wait_ready, METH_FASTCALL | METH_KEYWORDS,
-     "wait_ready(timeout=None) -> bool\n--\n\n"
-     "Waits until the engine has content (from its cache or a first successful sync), at\n"
+     "wait_ready($self, timeout=None)\n--\n\n"
+     "-> bool. Waits until the engine has content (from its cache or a first successful sync), at\n"
      "most `timeout` seconds (None: as long as it takes). Returns whether it has. Engines\n"
      "that do not sync are ready at once. Lookups on other threads go on meanwhile."},
     {"_stop_sync", (PyCFunction)Engine_stop_sync, METH_NOARGS,
      "_stop_sync(): stops the sync thread; the engine keeps answering."},
     {"close", (PyCFunction)Engine_close, METH_NOARGS,
-     "close() -> None\n--\n\n"
+     "close($self, /)\n--\n\n"
      "Stops the engine's sync thread (if any) and frees its memory. Idempotent; later\n"
      "lookups raise ClosedError."},
     {"_after_fork", (PyCFunction)Engine_after_fork, METH_NOARGS,
@@ -1531,10 +1531,10 @@ static PyMethodDef module_methods[] = {
     {"_setup", mod_setup, METH_VARARGS, "Internal: hands the Python-side classes to the module."},
     {"_decision", mod_decision, METH_VARARGS, "Internal: rebuilds a pickled Decision."},
     {"library_version", mod_library_version, METH_NOARGS,
-     "library_version() -> str\n--\n\nThe version of the native entitle library."},
+     "library_version($module, /)\n--\n\n-> str. The version of the native entitle library."},
     {"formats", mod_formats, METH_NOARGS,
-     "formats() -> tuple[int, int]\n--\n\n"
-     "The snapshot and delta format versions the library reads and writes."},
+     "formats($module, /)\n--\n\n"
+     "-> tuple[int, int]. The snapshot and delta format versions the library reads and writes."},
     {NULL, NULL, 0, NULL},
 };
 
