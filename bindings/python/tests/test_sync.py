@@ -3,6 +3,8 @@ the cache directory, an unreachable edge, and close()."""
 
 from __future__ import annotations
 
+import gc
+import os
 import threading
 import time
 from pathlib import Path
@@ -97,3 +99,20 @@ def test_wait_ready_checks_its_timeout(edge: Edge) -> None:
             engine.wait_ready(-1)
         with pytest.raises(TypeError):
             engine.wait_ready("soon")  # type: ignore[arg-type]
+
+
+def threads_now() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def test_close_and_release_leave_no_threads_behind(edge: Edge) -> None:
+    baseline = threads_now()
+    for i in range(20):
+        engine = Engine.connect(edge.url, poll_interval=POLL, long_poll=5 if i % 2 else None)
+        assert engine.wait_ready(20)
+        assert threads_now() > baseline  # the sync thread is running
+        if i % 4 < 2:
+            engine.close()
+        del engine  # the others are released by garbage collection
+        gc.collect()
+    assert wait_until(lambda: threads_now() == baseline, timeout=10), (threads_now(), baseline)
