@@ -1,14 +1,16 @@
 //! The store: the current [`View`] behind an [`ArcSwap`], so readers never lock and never block.
 //!
-//! Writers (snapshot replacement, delta application, compaction) serialize on a mutex that readers
-//! never touch. A reader holding a view keeps reading it whole while a writer swaps in the next one;
+//! Writers (snapshot replacement, delta application, compaction) serialize on a fork-safe lock that
+//! readers never touch. A reader holding a view keeps reading it whole while a writer swaps in the next one;
 //! the old view is freed when its last reader lets go. When the overlay grows past a threshold, a
 //! background thread folds it into a new base snapshot and swaps that in, carrying over any deltas
 //! applied meanwhile.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
 
@@ -19,14 +21,105 @@ use crate::view::{Overlay, View};
 /// The default overlay size (in customers) past which a background compaction starts.
 pub const DEFAULT_COMPACTION_THRESHOLD: usize = 4096;
 
+/// A mutual-exclusion lock that survives `fork()`.
+///
+/// A `std::sync::Mutex` held by another thread when a process forks stays locked forever in the
+/// child (the holder does not exist there): the child's restarted sync thread would block on its
+/// first update and its answers would freeze. This lock records the holder's process id instead, and
+/// [`PidLock::release_foreign`] frees a lock whose holder is in another process. Writers hold it for
+/// microseconds (a pointer swap, or copying a small overlay), so waiting spins briefly, then sleeps.
+struct PidLock<T> {
+    holder: AtomicU32,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: `value` is only reached through a `PidGuard`, and a guard exists only while `holder` was
+// moved from 0 to this process's id by a successful compare-exchange (Acquire), so at most one thread
+// at a time touches it; the guard's drop publishes its writes with a Release store. `T: Send` is
+// required because the value is handed from thread to thread.
+unsafe impl<T: Send> Sync for PidLock<T> {}
+
+// Like `Mutex`, the lock may be used again after a panic: the guard's drop unlocks while unwinding,
+// and every value it guards here is replaced by a single write, never left half-updated.
+impl<T> std::panic::RefUnwindSafe for PidLock<T> {}
+impl<T> std::panic::UnwindSafe for PidLock<T> {}
+
+struct PidGuard<'a, T> {
+    lock: &'a PidLock<T>,
+}
+
+impl<T> PidLock<T> {
+    fn new(value: T) -> PidLock<T> {
+        PidLock {
+            holder: AtomicU32::new(0),
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    fn me() -> u32 {
+        std::process::id().max(1)
+    }
+
+    fn lock(&self) -> PidGuard<'_, T> {
+        let me = Self::me();
+        let mut spins = 0u32;
+        while self
+            .holder
+            .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            spins = spins.saturating_add(1);
+            if spins < 100 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
+        PidGuard { lock: self }
+    }
+
+    /// Frees the lock if a thread of another process holds it: call only in a freshly forked child,
+    /// where no thread of this process can be holding it yet.
+    fn release_foreign(&self) {
+        let holder = self.holder.load(Ordering::Acquire);
+        if holder != 0 && holder != Self::me() {
+            let _ = self
+                .holder
+                .compare_exchange(holder, 0, Ordering::Release, Ordering::Relaxed);
+        }
+    }
+}
+
+impl<T> std::ops::Deref for PidGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: this guard holds the lock (see `PidLock`'s Sync impl), so no other reference to
+        // the value exists while it lives.
+        unsafe { &*self.lock.value.get() }
+    }
+}
+
+impl<T> std::ops::DerefMut for PidGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as for `deref`; `&mut self` makes this the only reference derived from the guard.
+        unsafe { &mut *self.lock.value.get() }
+    }
+}
+
+impl<T> Drop for PidGuard<'_, T> {
+    fn drop(&mut self) {
+        self.lock.holder.store(0, Ordering::Release);
+    }
+}
+
 struct Inner {
     current: ArcSwap<View>,
-    writer: Mutex<()>,
+    writer: PidLock<()>,
     compacting: AtomicBool,
     threshold: usize,
     compactions: AtomicU64,
-    compaction_error: Mutex<Option<String>>,
-    compactor: Mutex<Option<JoinHandle<()>>>,
+    compaction_error: PidLock<Option<String>>,
+    compactor: PidLock<Option<JoinHandle<()>>>,
 }
 
 /// Holds the current view; lookups are lock-free, updates are atomic swaps.
@@ -43,10 +136,10 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the writer lock cannot leave a torn view (views are swapped whole), so
-    // a poisoned lock is safe to keep using.
-    m.lock().unwrap_or_else(|e| e.into_inner())
+fn lock<T>(m: &PidLock<T>) -> PidGuard<'_, T> {
+    // A panic while holding the writer lock cannot leave a torn view (views are swapped whole), and
+    // the guard's drop still unlocks during unwinding.
+    m.lock()
 }
 
 impl Store {
@@ -60,12 +153,12 @@ impl Store {
         Store {
             inner: Arc::new(Inner {
                 current: ArcSwap::from_pointee(view),
-                writer: Mutex::new(()),
+                writer: PidLock::new(()),
                 compacting: AtomicBool::new(false),
                 threshold,
                 compactions: AtomicU64::new(0),
-                compaction_error: Mutex::new(None),
-                compactor: Mutex::new(None),
+                compaction_error: PidLock::new(None),
+                compactor: PidLock::new(None),
             }),
         }
     }
@@ -78,14 +171,16 @@ impl Store {
         }
     }
 
-    /// Forgets a compaction thread inherited through `fork()`: in the child it does not exist, so it
-    /// will never finish or be joined.
+    /// Makes the store usable in a child process after `fork()`: frees locks that a parent thread
+    /// (the sync or compaction thread) held at the fork, and forgets a compaction thread that does
+    /// not exist in the child, so it will never finish or be joined.
     pub(crate) fn after_fork(&self) {
-        if let Ok(mut slot) = self.inner.compactor.try_lock() {
-            if let Some(handle) = slot.take() {
-                // Joining or detaching a thread that exists only in the parent is meaningless here.
-                std::mem::forget(handle);
-            }
+        self.inner.writer.release_foreign();
+        self.inner.compaction_error.release_foreign();
+        self.inner.compactor.release_foreign();
+        if let Some(handle) = lock(&self.inner.compactor).take() {
+            // Joining or detaching a thread that exists only in the parent is meaningless here.
+            std::mem::forget(handle);
         }
         self.inner.compacting.store(false, Ordering::Release);
     }
@@ -238,4 +333,41 @@ fn compact(inner: &Inner) -> Result<(), FormatError> {
     inner.current.store(Arc::new(next));
     inner.compactions.fetch_add(1, Ordering::Relaxed);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_lock_excludes_and_frees_only_foreign_holders() {
+        let lock = Arc::new(PidLock::new(0u64));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let lock = Arc::clone(&lock);
+                std::thread::spawn(move || {
+                    for _ in 0..10_000 {
+                        *lock.lock() += 1;
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(*lock.lock(), 40_000);
+
+        // Held by this process: a child-side release must not free it.
+        let guard = lock.lock();
+        lock.release_foreign();
+        assert_eq!(lock.holder.load(Ordering::Acquire), PidLock::<u64>::me());
+        drop(guard);
+
+        // Held by a thread of another process (what a child inherits from a fork mid-update).
+        lock.holder
+            .store(PidLock::<u64>::me() + 1, Ordering::Release);
+        lock.release_foreign();
+        *lock.lock() += 1;
+        assert_eq!(*lock.lock(), 40_001);
+    }
 }
