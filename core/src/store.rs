@@ -336,6 +336,7 @@ fn compact(inner: &Inner) -> Result<(), FormatError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
