@@ -9,7 +9,8 @@
 //! - `dump` gives a catalog that answers (and compiles) like the snapshot it came from;
 //! - damaged snapshot and delta bytes give an error, never a panic — also when the damage comes
 //!   with a valid checksum, so that the structural validation behind it is what is tested — and
-//!   whatever still decodes can be looked up, applied, dumped and compacted without panicking.
+//!   whatever still decodes can be looked up, applied, dumped and compacted without panicking;
+//!   decoding never makes an allocation sized by a count it has not checked against the bytes.
 //!
 //! "Every time" is finite because answers are piecewise constant: they can change only at a
 //! `cancel_at` or an `expires_at`, so probing each such instant and the second before it (plus
@@ -18,6 +19,8 @@
 //! The number of cases per property is 128 (256 for the damage properties); set
 //! `PROPTEST_CASES` to run more or fewer.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::collections::BTreeSet;
 
 use entitle_core::hash::xxh64;
@@ -644,6 +647,71 @@ impl Damage {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Watching allocations
+
+/// This test binary's allocator: the system's, noting the largest single request a thread makes
+/// while [`largest_allocation`] watches it. Decoders must not size an allocation from a count they
+/// have not checked against the bytes they were given.
+struct Watched;
+
+thread_local! {
+    static LARGEST: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+fn note(size: usize) {
+    // `try_with`: the allocator also runs while thread-locals are being torn down.
+    let _ = LARGEST.try_with(|largest| {
+        if let Some(m) = largest.get() {
+            largest.set(Some(m.max(size)));
+        }
+    });
+}
+
+// SAFETY: every call is forwarded unchanged to `System`, which upholds `GlobalAlloc`'s contract;
+// `note` neither allocates nor unwinds.
+unsafe impl GlobalAlloc for Watched {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        // SAFETY: the caller's guarantees for `layout` are the ones `System.alloc` needs.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        // SAFETY: as for `alloc`.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note(new_size);
+        // SAFETY: `ptr` was allocated by `System` (through this allocator) with `layout`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` was allocated by `System` (through this allocator) with `layout`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Watched = Watched;
+
+/// Runs `f` and returns its result with the largest single allocation it made on this thread.
+fn largest_allocation<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    LARGEST.with(|largest| largest.set(Some(0)));
+    let out = f();
+    let largest = LARGEST.with(|largest| largest.replace(None)).unwrap_or(0);
+    (out, largest)
+}
+
+/// What decoding `len` bytes may allocate at once: a few times the input (decoded tables take
+/// more room per entry than their encoding), never what an unchecked count asks for.
+fn allocation_bound(len: usize) -> usize {
+    4 * len + (64 << 10)
+}
+
+// ---------------------------------------------------------------------------------------------
 // The properties
 
 fn config(cases: u32) -> ProptestConfig {
@@ -943,7 +1011,10 @@ proptest! {
         let snap = build(&catalog, 9, 99);
         let (bytes, must_fail) = damage.apply(snap.as_bytes());
         let changed = bytes != snap.as_bytes();
-        match Snapshot::from_bytes(bytes) {
+        let len = bytes.len();
+        let (decoded, largest) = largest_allocation(|| Snapshot::from_bytes(bytes));
+        prop_assert!(largest <= allocation_bound(len), "decoding {} bytes allocated {} at once", len, largest);
+        match decoded {
             Ok(forged) => {
                 prop_assert!(!must_fail, "damaged bytes decoded ({:?})", damage);
                 let probe = Probe::new(&[&catalog]);
@@ -976,13 +1047,18 @@ proptest! {
         let delta = diff(&old, &new).map_err(|e| TestCaseError::fail(format!("diff: {e}")))?;
         let (bytes, must_fail) = damage.apply(delta.as_bytes());
         let changed = bytes != delta.as_bytes();
-        match Delta::from_bytes(bytes) {
+        let len = bytes.len();
+        let (decoded, largest) = largest_allocation(|| Delta::from_bytes(bytes));
+        prop_assert!(largest <= allocation_bound(len), "decoding {} bytes allocated {} at once", len, largest);
+        match decoded {
             Ok(forged) => {
                 prop_assert!(!must_fail, "damaged bytes decoded ({:?})", damage);
                 let _ = (forged.base(), forged.target(), forged.is_full(), forged.change_count());
                 let probe = Probe::new(&[&catalogs[0], &catalogs[1]]);
                 let base = View::from(old);
-                match base.apply(&forged) {
+                let (applied, largest) = largest_allocation(|| base.apply(&forged));
+                prop_assert!(largest <= allocation_bound(len), "applying {} bytes allocated {} at once", len, largest);
+                match applied {
                     Ok(view) => {
                         exercise(&view, &probe)?;
                         let store = Store::with_threshold(base.clone(), 0);
@@ -1081,7 +1157,8 @@ fn catalogs_without_features_compile_and_diff() {
 }
 
 /// Every aligned 32-bit word of a snapshot and of a delta, overwritten with values at the limits
-/// behind a valid checksum, decodes to an error or to something that can be looked up.
+/// behind a valid checksum, decodes (without outsized allocations) to an error or to something
+/// that can be looked up.
 ///
 /// Regressions: a slot whose long-id length pointed past the strings panicked while validation
 /// probed through it from an earlier slot (a probe that wrapped around the end of the table)
@@ -1129,14 +1206,57 @@ fn every_forged_word_fails_cleanly() {
                 let mut forged = bytes.to_vec();
                 forged[at..at + 4].copy_from_slice(&word.to_le_bytes());
                 seal(&mut forged);
+                let len = forged.len();
                 if what == "snapshot" {
-                    if let Ok(snap) = Snapshot::from_bytes(forged) {
+                    let (snap, largest) = largest_allocation(|| Snapshot::from_bytes(forged));
+                    assert!(
+                        largest <= allocation_bound(len),
+                        "word {word:#x} at {at}: {largest}"
+                    );
+                    if let Ok(snap) = snap {
                         look(&View::from(snap));
                     }
-                } else if let Ok(Ok(view)) = Delta::from_bytes(forged).map(|d| base.apply(&d)) {
-                    look(&view);
+                } else {
+                    let (delta, largest) = largest_allocation(|| Delta::from_bytes(forged));
+                    assert!(
+                        largest <= allocation_bound(len),
+                        "word {word:#x} at {at}: {largest}"
+                    );
+                    if let Ok(Ok(view)) = delta.map(|d| base.apply(&d)) {
+                        look(&view);
+                    }
                 }
             }
         }
+    }
+}
+
+/// Regression: with no features, tables take no bytes, so a forged table count went unchecked: a
+/// patch delta claiming 2^31 - 1 tables decoded, and applying it tried to allocate them all (and
+/// aborted). A snapshot with the same forgery decoded too.
+#[test]
+fn a_forged_table_count_without_features_is_rejected() {
+    let catalog = |ids: &str| {
+        Catalog::from_json(format!(r#"{{"features":[],"customers":[{ids}]}}"#).as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let old = build(&catalog(r#"{"id":"a"}"#), 1, 0);
+    let new = build(&catalog(r#"{"id":"a"},{"id":"b"}"#), 2, 0);
+    let delta = diff(&old, &new).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!delta.is_full());
+    for bytes in [old.as_bytes(), delta.as_bytes()] {
+        let mut forged = bytes.to_vec();
+        // The table count, at the same offset in both headers.
+        forged[48..52].copy_from_slice(&0x7FFF_FFFF_u32.to_le_bytes());
+        seal(&mut forged);
+        let snapshot = Snapshot::from_bytes(forged.clone());
+        let delta = Delta::from_bytes(forged);
+        assert!(
+            matches!(
+                (&snapshot, &delta),
+                (Err(FormatError::Invalid(_)), Err(_)) | (Err(_), Err(FormatError::Invalid(_)))
+            ),
+            "{snapshot:?} / {delta:?}"
+        );
     }
 }

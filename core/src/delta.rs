@@ -263,8 +263,10 @@ impl Delta {
             KIND_PATCH => {
                 let mut r = Reader::new(body_bytes);
                 let fingerprint = r.u64("features fingerprint")?;
-                let mut kinds = Vec::with_capacity(f_count);
-                for (i, &k) in r.take_padded(f_count, "feature types")?.iter().enumerate() {
+                // Take the bytes first: a count is trusted only once the bytes it counts are there.
+                let types = r.take_padded(f_count, "feature types")?;
+                let mut kinds = Vec::with_capacity(types.len());
+                for (i, &k) in types.iter().enumerate() {
                     kinds.push(match k {
                         0 => FeatureType::Flag,
                         1 => FeatureType::Limit,

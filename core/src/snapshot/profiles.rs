@@ -148,6 +148,12 @@ impl ProfileSet {
             }
             epochs.push((start, table));
         }
+        // Writers number tables by first use, so every table is some epoch's and there are no more
+        // tables than epochs. With no features tables take no bytes, and this is what bounds their
+        // count (which `View::apply` allocates for).
+        if table_count > epoch_count {
+            return Err(FormatError::invalid("more tables than epochs"));
+        }
         let raw_offsets = r.take_padded((profile_count + 1) * 4, "profile offsets")?;
         let offsets: Vec<u32> = (0..=profile_count)
             .map(|p| u32_at(raw_offsets, p * 4))
