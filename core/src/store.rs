@@ -80,6 +80,8 @@ impl<T> PidLock<T> {
 
     /// Frees the lock if a thread of another process holds it: call only in a freshly forked child,
     /// where no thread of this process can be holding it yet.
+    // Used by the sync thread (feature `sync`).
+    #[cfg_attr(not(feature = "sync"), allow(dead_code))]
     fn release_foreign(&self) {
         let holder = self.holder.load(Ordering::Acquire);
         if holder != 0 && holder != Self::me() {
@@ -165,6 +167,8 @@ impl Store {
 
     /// A second handle on the same content, for a thread that updates it (the sync thread). Both
     /// see every swap; dropping either waits for a running compaction.
+    // Used by the sync thread (feature `sync`).
+    #[cfg_attr(not(feature = "sync"), allow(dead_code))]
     pub(crate) fn share(&self) -> Store {
         Store {
             inner: Arc::clone(&self.inner),
@@ -174,6 +178,8 @@ impl Store {
     /// Makes the store usable in a child process after `fork()`: frees locks that a parent thread
     /// (the sync or compaction thread) held at the fork, and forgets a compaction thread that does
     /// not exist in the child, so it will never finish or be joined.
+    // Used by the sync thread (feature `sync`).
+    #[cfg_attr(not(feature = "sync"), allow(dead_code))]
     pub(crate) fn after_fork(&self) {
         self.inner.writer.release_foreign();
         self.inner.compaction_error.release_foreign();

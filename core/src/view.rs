@@ -27,9 +27,10 @@ pub(crate) struct OwnedProfile {
 }
 
 impl OwnedProfile {
+    /// The cells in force at `at` (the clock is read only when there are several epochs).
     #[inline]
-    fn cell(&self, f: usize, at: impl FnOnce() -> i64) -> Cell {
-        let cells = match &*self.epochs {
+    fn cells_at(&self, at: impl FnOnce() -> i64) -> &[Cell] {
+        match &*self.epochs {
             [(_, only)] => only,
             epochs => {
                 let at = at();
@@ -42,8 +43,12 @@ impl OwnedProfile {
                 }
                 chosen
             }
-        };
-        cells[f]
+        }
+    }
+
+    #[inline]
+    fn cell(&self, f: usize, at: impl FnOnce() -> i64) -> Cell {
+        self.cells_at(at)[f]
     }
 }
 
@@ -138,16 +143,7 @@ impl<'a> ProfileRef<'a> {
     pub(crate) fn cells_at(self, at: i64) -> &'a [Cell] {
         match self {
             ProfileRef::Base(set, p) => set.table(active_epoch(set.epochs_of(p), at)),
-            ProfileRef::Owned(o) => {
-                let mut chosen = &o.epochs[0].1;
-                for (start, cells) in &o.epochs[1..] {
-                    if *start > at {
-                        break;
-                    }
-                    chosen = cells;
-                }
-                chosen
-            }
+            ProfileRef::Owned(o) => o.cells_at(|| at),
         }
     }
 }
