@@ -2,29 +2,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
 
+use std::path::Path;
+
+use common::{entitle, example, ok_stdout as ok, TempDir};
 use entitle_tests::conformance_files;
 use serde_json::Value;
-
-fn entitle(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_entitle"))
-        .args(args)
-        .output()
-        .expect("run entitle")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = entitle(args);
-    assert!(
-        out.status.success(),
-        "entitle {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
-}
 
 fn fails(args: &[&str]) -> String {
     let out = entitle(args);
@@ -38,41 +22,9 @@ fn fails(args: &[&str]) -> String {
     err
 }
 
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "entitle-cli-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn example() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/catalog.json")
-        .to_string_lossy()
-        .into_owned()
-}
-
 #[test]
 fn conformance_suite_through_check_on_catalog_and_snapshot() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let mut runs = 0;
     for (path, file) in conformance_files() {
         let name = path
@@ -118,7 +70,7 @@ fn conformance_suite_through_check_on_catalog_and_snapshot() {
 
 #[test]
 fn build_is_deterministic_and_ignores_customer_order() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let (a, b, c) = (dir.path("a.snap"), dir.path("b.snap"), dir.path("c.snap"));
     ok(&["build", &example(), "-o", &a, "--version", "4"]);
     ok(&["build", &example(), "-o", &b, "--version", "4"]);
@@ -140,7 +92,7 @@ fn build_is_deterministic_and_ignores_customer_order() {
 
 #[test]
 fn diff_apply_round_trip_and_wrong_base_is_refused() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let (v1, v2, delta, out) = (
         dir.path("v1.snap"),
         dir.path("v2.snap"),
@@ -173,7 +125,7 @@ fn diff_apply_round_trip_and_wrong_base_is_refused() {
 
 #[test]
 fn dump_evaluates_identically() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let snap = dir.path("s.snap");
     ok(&["build", &example(), "-o", &snap]);
     let dumped = dir.path("dumped.json");
@@ -206,7 +158,7 @@ fn dump_evaluates_identically() {
 
 #[test]
 fn bad_input_gets_a_one_line_error() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let snap = dir.path("s.snap");
     ok(&["build", &example(), "-o", &snap]);
     let mut bytes = std::fs::read(&snap).unwrap();
@@ -230,7 +182,7 @@ fn bad_input_gets_a_one_line_error() {
 
 #[test]
 fn synth_is_deterministic_and_valid() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let (a, b, s) = (dir.path("a.json"), dir.path("b.json"), dir.path("a.snap"));
     ok(&["synth", "--customers", "500", "--seed", "3", "-o", &a]);
     ok(&["synth", "--customers", "500", "--seed", "3", "-o", &b]);

@@ -5,20 +5,15 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+mod common;
 
-fn entitle(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_entitle"))
-        .args(args)
-        .output()
-        .expect("run entitle")
-}
+use common::{entitle, example, TempDir};
+use serde_json::Value;
 
 fn ok(args: &[&str]) -> Value {
     let out = entitle(args);
@@ -28,38 +23,6 @@ fn ok(args: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("JSON output")
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "entitle-cli-edge-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn example() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/catalog.json")
-        .to_string_lossy()
-        .into_owned()
 }
 
 /// A catalog where `cus_a` has `projects` = `n`.
@@ -195,7 +158,7 @@ fn http(addr: &str, method: &str, target: &str, headers: &[(&str, &str)]) -> Res
 
 #[test]
 fn publish_validates_first_and_writes_nothing_on_error() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli-edge");
     let bad = dir.path("bad.json");
     std::fs::write(
         &bad,
@@ -221,7 +184,7 @@ fn publish_validates_first_and_writes_nothing_on_error() {
 
 #[test]
 fn publish_writes_versions_deltas_and_keeps_the_last_n() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli-edge");
     let edge = dir.path("edge");
     let mut lineage = Value::Null;
     for n in 1..=5u64 {
@@ -274,7 +237,7 @@ fn publish_writes_versions_deltas_and_keeps_the_last_n() {
 
 #[test]
 fn serve_speaks_http_with_etags_tokens_and_no_traversal() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli-edge");
     let edge = dir.path("edge");
     let published = ok(&["publish", &catalog(&dir, "c1.json", 10), "--edge", &edge]);
     let token = dir.path("token");
@@ -356,7 +319,7 @@ fn serve_speaks_http_with_etags_tokens_and_no_traversal() {
 
 #[test]
 fn serve_long_polls_the_manifest() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli-edge");
     let edge = dir.path("edge");
     ok(&["publish", &catalog(&dir, "c1.json", 10), "--edge", &edge]);
     let (_server, addr) = serve(&edge, &[]);
@@ -399,7 +362,7 @@ fn serve_long_polls_the_manifest() {
 
 #[test]
 fn watch_shows_what_an_application_sees() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli-edge");
     let edge = dir.path("edge");
     ok(&["publish", &example(), "--edge", &edge]);
     let (_server, addr) = serve(&edge, &[]);
