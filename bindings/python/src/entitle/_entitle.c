@@ -10,10 +10,14 @@
  *  - `Decision`, an immutable record that is a copy of an `entitle_decision`: creating one is an
  *    allocation and a struct copy; its Python values are made when they are read.
  *
- * Lifetime: every call that holds the GIL may use `self->engine` freely, because `close()` and
- * deallocation also hold it. Calls that release the GIL (loading, waiting, updates) count
- * themselves in `self->busy`; `close()` during such a call hands the engine to `self->retired`
- * and the last busy call frees it, so an engine is never freed under a running call.
+ * Lifetime: Python code can run inside any call that holds the GIL (a datetime's Python tzinfo,
+ * an object's timestamp() or __index__, a finalizer run by a collection at an allocation), and
+ * that code, or another thread the interpreter switches to meanwhile, can close the engine. So
+ * every method converts all its Python arguments first, and only then takes a lease on the native
+ * engine (lease_begin: `self->busy` counts the calls using it) for as long as it uses it
+ * (lease_end). `close()` during a lease hands the engine to `self->retired`, and the last lease
+ * frees it: an engine is never freed under a running call, whether that call holds the GIL or
+ * released it (loading, waiting, updates).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -558,8 +562,8 @@ mod_decision(PyObject *Py_UNUSED(module), PyObject *args)
 typedef struct {
     PyObject_HEAD
     entitle_engine *engine;  /* NULL once closed */
-    entitle_engine *retired; /* closed while busy: freed by the last busy call */
-    Py_ssize_t busy;         /* calls using the engine without the GIL */
+    entitle_engine *retired; /* closed during a lease: freed when the last lease ends */
+    Py_ssize_t busy;         /* leases: calls using the engine (see "Lifetime" above) */
     pid_t pid;               /* the process whose threads the engine's threads belong to */
     bool connected;          /* syncs from an edge */
     PyObject *weakreflist;
@@ -586,10 +590,11 @@ closed_error(void)
     return NULL;
 }
 
-/* Marks the start of a call that releases the GIL: returns the engine (or NULL with ClosedError
- * set). Pair with busy_end(). */
+/* Takes a lease on the native engine: returns it (or NULL with ClosedError set), and it stays
+ * allocated until the matching lease_end(), even if close() runs meanwhile. Call it after every
+ * Python argument has been converted. */
 static entitle_engine *
-busy_begin(EngineObject *self)
+lease_begin(EngineObject *self)
 {
     if (self->engine == NULL) {
         closed_error();
@@ -599,10 +604,13 @@ busy_begin(EngineObject *self)
     return self->engine;
 }
 
+/* Ends a lease; the last one frees an engine that close() retired meanwhile. */
 static void
-busy_end(EngineObject *self)
+lease_end(EngineObject *self)
 {
-    self->busy--;
+    if (self->busy > 0) { /* after_fork() in a child forgets the leases of the parent's threads */
+        self->busy--;
+    }
     if (self->busy == 0 && self->retired != NULL) {
         entitle_engine *e = self->retired;
         self->retired = NULL;
@@ -782,20 +790,17 @@ Engine_enabled(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, PyOb
     if (text_arg(a[0], &c, &cn, "customer") < 0 || text_arg(a[1], &f, &fn, "feature") < 0) {
         return NULL;
     }
-    entitle_engine *e = self->engine;
+    int64_t at = 0;
+    if (a[2] != NULL && time_arg(a[2], &at) < 0) {
+        return NULL;
+    }
+    entitle_engine *e = lease_begin(self);
     if (e == NULL) {
-        return closed_error();
+        return NULL;
     }
-    bool r;
-    if (a[2] == NULL) {
-        r = entitle_engine_enabled(e, c, cn, f, fn);
-    } else {
-        int64_t at;
-        if (time_arg(a[2], &at) < 0) {
-            return NULL;
-        }
-        r = entitle_engine_enabled_at(e, c, cn, f, fn, at);
-    }
+    bool r = a[2] == NULL ? entitle_engine_enabled(e, c, cn, f, fn)
+                          : entitle_engine_enabled_at(e, c, cn, f, fn, at);
+    lease_end(self);
     return Py_NewRef(r ? Py_True : Py_False);
 }
 
@@ -820,20 +825,17 @@ Engine_limit(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, PyObje
     if (text_arg(a[0], &c, &cn, "customer") < 0 || text_arg(a[1], &f, &fn, "feature") < 0) {
         return NULL;
     }
-    entitle_engine *e = self->engine;
+    int64_t at = 0;
+    if (a[2] != NULL && time_arg(a[2], &at) < 0) {
+        return NULL;
+    }
+    entitle_engine *e = lease_begin(self);
     if (e == NULL) {
-        return closed_error();
+        return NULL;
     }
-    uint64_t v;
-    if (a[2] == NULL) {
-        v = entitle_engine_limit(e, c, cn, f, fn);
-    } else {
-        int64_t at;
-        if (time_arg(a[2], &at) < 0) {
-            return NULL;
-        }
-        v = entitle_engine_limit_at(e, c, cn, f, fn, at);
-    }
+    uint64_t v = a[2] == NULL ? entitle_engine_limit(e, c, cn, f, fn)
+                              : entitle_engine_limit_at(e, c, cn, f, fn, at);
+    lease_end(self);
     return limit_of(v);
 }
 
@@ -859,25 +861,20 @@ Engine_allows(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, PyObj
     const uint8_t *c, *f;
     size_t cn, fn;
     uint64_t usage, requested = 1;
+    int64_t at = 0;
     if (text_arg(a[0], &c, &cn, "customer") < 0 || text_arg(a[1], &f, &fn, "feature") < 0 ||
         count_arg(a[2], &usage, "usage") < 0 ||
-        (a[3] != NULL && count_arg(a[3], &requested, "requested") < 0)) {
+        (a[3] != NULL && count_arg(a[3], &requested, "requested") < 0) ||
+        (a[4] != NULL && time_arg(a[4], &at) < 0)) {
         return NULL;
     }
-    entitle_engine *e = self->engine;
+    entitle_engine *e = lease_begin(self);
     if (e == NULL) {
-        return closed_error();
+        return NULL;
     }
-    bool r;
-    if (a[4] == NULL) {
-        r = entitle_engine_allows(e, c, cn, f, fn, usage, requested);
-    } else {
-        int64_t at;
-        if (time_arg(a[4], &at) < 0) {
-            return NULL;
-        }
-        r = entitle_engine_allows_at(e, c, cn, f, fn, usage, requested, at);
-    }
+    bool r = a[4] == NULL ? entitle_engine_allows(e, c, cn, f, fn, usage, requested)
+                          : entitle_engine_allows_at(e, c, cn, f, fn, usage, requested, at);
+    lease_end(self);
     return Py_NewRef(r ? Py_True : Py_False);
 }
 
@@ -903,21 +900,18 @@ Engine_check(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, PyObje
     if (text_arg(a[0], &c, &cn, "customer") < 0 || text_arg(a[1], &f, &fn, "feature") < 0) {
         return NULL;
     }
-    entitle_engine *e = self->engine;
+    int64_t at = 0;
+    if (a[2] != NULL && time_arg(a[2], &at) < 0) {
+        return NULL;
+    }
+    entitle_engine *e = lease_begin(self);
     if (e == NULL) {
-        return closed_error();
+        return NULL;
     }
     entitle_decision d;
-    entitle_result r;
-    if (a[2] == NULL) {
-        r = entitle_engine_check(e, c, cn, f, fn, &d);
-    } else {
-        int64_t at;
-        if (time_arg(a[2], &at) < 0) {
-            return NULL;
-        }
-        r = entitle_engine_check_at(e, c, cn, f, fn, at, &d);
-    }
+    entitle_result r = a[2] == NULL ? entitle_engine_check(e, c, cn, f, fn, &d)
+                                    : entitle_engine_check_at(e, c, cn, f, fn, at, &d);
+    lease_end(self);
     if (r != ENTITLE_RESULT_OK) {
         return raise_result(r, OP_OTHER);
     }
@@ -945,21 +939,19 @@ Engine_entitlements(EngineObject *self, PyObject *const *args, Py_ssize_t nargs,
     if (text_arg(a[0], &c, &cn, "customer") < 0) {
         return NULL;
     }
-    entitle_engine *e = self->engine;
+    int64_t at = 0;
+    if (a[1] != NULL && time_arg(a[1], &at) < 0) {
+        return NULL;
+    }
+    entitle_engine *e = lease_begin(self);
     if (e == NULL) {
-        return closed_error();
+        return NULL;
     }
+    /* The list owns what it names: it outlives the lease (building the dict runs Python code). */
     entitle_entitlements *list = NULL;
-    entitle_result r;
-    if (a[1] == NULL) {
-        r = entitle_engine_entitlements(e, c, cn, &list);
-    } else {
-        int64_t at;
-        if (time_arg(a[1], &at) < 0) {
-            return NULL;
-        }
-        r = entitle_engine_entitlements_at(e, c, cn, at, &list);
-    }
+    entitle_result r = a[1] == NULL ? entitle_engine_entitlements(e, c, cn, &list)
+                                    : entitle_engine_entitlements_at(e, c, cn, at, &list);
+    lease_end(self);
     if (r != ENTITLE_RESULT_OK) {
         return raise_result(r, OP_OTHER);
     }
@@ -989,10 +981,13 @@ Engine_entitlements(EngineObject *self, PyObject *const *args, Py_ssize_t nargs,
 static PyObject *
 Engine_get_version(EngineObject *self, void *Py_UNUSED(closure))
 {
-    if (self->engine == NULL) {
-        return closed_error();
+    entitle_engine *e = lease_begin(self);
+    if (e == NULL) {
+        return NULL;
     }
-    return PyLong_FromUnsignedLongLong(entitle_engine_version(self->engine));
+    uint64_t v = entitle_engine_version(e);
+    lease_end(self);
+    return PyLong_FromUnsignedLongLong(v);
 }
 
 static PyObject *
@@ -1018,7 +1013,7 @@ update_bytes(EngineObject *self, PyObject *data, bool delta)
                      delta ? "delta" : "snapshot", Py_TYPE(data)->tp_name);
         return NULL;
     }
-    entitle_engine *e = busy_begin(self);
+    entitle_engine *e = lease_begin(self);
     if (e == NULL) {
         PyBuffer_Release(&view);
         return NULL;
@@ -1037,7 +1032,7 @@ update_bytes(EngineObject *self, PyObject *data, bool delta)
     if (release) {
         PyEval_RestoreThread(ts);
     }
-    busy_end(self);
+    lease_end(self);
     PyBuffer_Release(&view);
     if (r != ENTITLE_RESULT_OK) {
         return raise_result(r, delta ? OP_DELTA : OP_LOAD);
@@ -1068,7 +1063,7 @@ Engine_replace_file(EngineObject *self, PyObject *path)
     if (text_arg(path, &p, &n, "path") < 0) {
         return NULL;
     }
-    entitle_engine *e = busy_begin(self);
+    entitle_engine *e = lease_begin(self);
     if (e == NULL) {
         return NULL;
     }
@@ -1078,7 +1073,7 @@ Engine_replace_file(EngineObject *self, PyObject *path)
     r = entitle_engine_replace_file(e, p, n);
     Py_END_ALLOW_THREADS
     Py_DECREF(path);
-    busy_end(self);
+    lease_end(self);
     if (r != ENTITLE_RESULT_OK) {
         return raise_result(r, OP_LOAD);
     }
@@ -1240,7 +1235,7 @@ Engine_wait_ready(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, P
             return NULL;
         }
     }
-    entitle_engine *e = busy_begin(self);
+    entitle_engine *e = lease_begin(self);
     if (e == NULL) {
         return NULL;
     }
@@ -1258,11 +1253,11 @@ Engine_wait_ready(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, P
             break;
         }
         if (PyErr_CheckSignals() < 0) {
-            busy_end(self);
+            lease_end(self);
             return NULL;
         }
     }
-    busy_end(self);
+    lease_end(self);
     return Py_NewRef(ready ? Py_True : Py_False);
 }
 
@@ -1321,17 +1316,20 @@ optional_i64(bool has, int64_t v)
 static PyObject *
 Engine_get_status(EngineObject *self, void *Py_UNUSED(closure))
 {
-    entitle_engine *e = self->engine;
+    /* Leased throughout: the allocations between the native calls can run a finalizer. */
+    entitle_engine *e = lease_begin(self);
     if (e == NULL) {
-        return closed_error();
+        return NULL;
     }
     entitle_status st;
     entitle_result r = entitle_engine_status(e, &st);
     if (r != ENTITLE_RESULT_OK) {
+        lease_end(self);
         return raise_result(r, OP_OTHER);
     }
     PyObject *d = PyDict_New();
     if (d == NULL) {
+        lease_end(self);
         return NULL;
     }
     if (put(d, "state", PyUnicode_FromString(entitle_sync_state_name((uint32_t)st.state))) < 0 ||
@@ -1354,9 +1352,11 @@ Engine_get_status(EngineObject *self, void *Py_UNUSED(closure))
         put(d, "long_poll", PyBool_FromLong(st.long_poll)) < 0 ||
         put(d, "cache_error", status_text(e, ENTITLE_STATUS_TEXT_CACHE_ERROR)) < 0 ||
         put(d, "lineage", status_text(e, ENTITLE_STATUS_TEXT_LINEAGE)) < 0) {
+        lease_end(self);
         Py_DECREF(d);
         return NULL;
     }
+    lease_end(self);
     PyObject *status = PyObject_CallOneArg(status_factory, d);
     Py_DECREF(d);
     return status;
