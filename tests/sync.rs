@@ -630,7 +630,7 @@ fn readers_see_no_torn_or_stale_reads_across_1000_deltas() {
                         assert_eq!(d.limit(), Some(Limit::Finite(view.version())));
                     }
                     reads += 1;
-                    if reads % 16 == 0 {
+                    if reads.is_multiple_of(16) {
                         std::thread::yield_now();
                     }
                 }

@@ -100,7 +100,7 @@ impl Subscription {
     /// Whether this subscription grants at time `at` (SPEC 2.4).
     pub fn grants_at(&self, at: i64) -> bool {
         matches!(self.status.as_str(), "active" | "trialing" | "past_due")
-            && self.cancel_at.map_or(true, |c| c > at)
+            && self.cancel_at.is_none_or(|c| c > at)
     }
 }
 
@@ -118,7 +118,7 @@ pub struct Override {
 impl Override {
     /// Whether the override applies at time `at` (SPEC 2.3).
     pub fn active_at(&self, at: i64) -> bool {
-        self.expires_at.map_or(true, |e| e > at)
+        self.expires_at.is_none_or(|e| e > at)
     }
 }
 

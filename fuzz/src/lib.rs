@@ -1,10 +1,74 @@
-//! Helpers shared by the fuzz targets: a fixed base snapshot, re-framing of mutated bytes, and
-//! every lookup a view offers.
+//! What the fuzz targets do with each input (`snapshot_input`, `delta_input`), and their helpers: a
+//! fixed base snapshot, re-framing of mutated bytes, and every lookup a view offers.
+//!
+//! `tests/fuzz_replay.rs` includes this file to replay `fuzz/regressions/` in `cargo test`, so it
+//! depends on nothing but `entitle-core` and std.
 
 use std::sync::{Arc, OnceLock};
 
 use entitle_core::hash::xxh64;
-use entitle_core::{dump, BuildOptions, Catalog, Snapshot, View};
+use entitle_core::{diff, dump, BuildOptions, Catalog, Delta, Snapshot, Store, View};
+
+/// The `snapshot` target: `Snapshot::from_bytes` on the input as given, then with its body length
+/// and checksum made right; whatever decodes is looked up, dumped, compacted and diffed from the
+/// fixed base, and that diff must apply and agree.
+pub fn snapshot_input(data: &[u8]) {
+    check_snapshot(data.to_vec());
+    if let Some(fixed) = framed(data, None) {
+        check_snapshot(fixed);
+    }
+}
+
+/// The `delta` target: `Delta::from_bytes` on the input as given, then with its body length and
+/// checksum made right and its base pointed at the fixed base; whatever applies is looked up,
+/// dumped and compacted, also through a store that compacts in the background.
+pub fn delta_input(data: &[u8]) {
+    check_delta(data.to_vec());
+    let base = fixture();
+    if let Some(fixed) = framed(data, Some((base.version(), base.checksum()))) {
+        check_delta(fixed);
+    }
+}
+
+fn check_snapshot(bytes: Vec<u8>) {
+    let Ok(snapshot) = Snapshot::from_bytes(bytes) else {
+        return;
+    };
+    let view = View::from(snapshot);
+    exercise(&view);
+    let base = fixture();
+    if let Ok(delta) = diff(base, view.base()) {
+        let applied = match View::from(Arc::clone(base)).apply(&delta) {
+            Ok(applied) => applied,
+            Err(e) => panic!("a diff does not apply to its own base: {e}"),
+        };
+        same_answers(&view, &applied);
+    }
+}
+
+fn check_delta(bytes: Vec<u8>) {
+    let Ok(delta) = Delta::from_bytes(bytes) else {
+        return;
+    };
+    let _ = (
+        delta.target(),
+        delta.target_created_at(),
+        delta.is_full(),
+        delta.change_count(),
+    );
+    let base = View::from(Arc::clone(fixture()));
+    let Ok(view) = base.apply(&delta) else {
+        return;
+    };
+    exercise(&view);
+    let store = Store::with_threshold(base, 0);
+    match store.apply(&delta) {
+        Ok(version) => assert_eq!(version, view.version()),
+        Err(e) => panic!("the store refused a delta its view accepted: {e}"),
+    }
+    store.wait_compaction();
+    exercise(&store.view());
+}
 
 /// Header length of snapshots and deltas; the checksum trailer adds 8 bytes.
 const HEADER_LEN: usize = 96;
