@@ -2,6 +2,7 @@
 //! them to an edge directory, serve it, and watch a syncing engine.
 
 mod serve;
+mod stripe;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -155,6 +156,11 @@ enum Command {
         /// Seconds per request (a long-poll adds its wait).
         #[arg(long, default_value_t = 60.0)]
         timeout: f64,
+    },
+    /// Build the catalog from a Stripe account and keep an edge current from its webhooks.
+    Stripe {
+        #[command(subcommand)]
+        command: stripe::StripeCommand,
     },
 }
 
@@ -341,6 +347,7 @@ fn run(command: Command) -> Result<(), String> {
             };
             watch(config, &customer, &feature)
         }
+        Command::Stripe { command } => stripe::run(command),
     }
 }
 
