@@ -259,7 +259,7 @@ async fn answer(
                     // Stripe's default leaves canceled subscriptions out.
                     None => s["status"] != "canceled",
                 })
-                .filter(|s| customer.as_deref().map_or(true, |c| s["customer"] == c))
+                .filter(|s| customer.as_deref().is_none_or(|c| s["customer"] == c))
                 .cloned()
                 .collect();
             Some(page(subs, &q, cap, &path))

@@ -51,7 +51,7 @@ impl fmt::Display for SignatureError {
 impl std::error::Error for SignatureError {}
 
 fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     let digit = |b: u8| match b {

@@ -369,9 +369,8 @@ impl Worker {
 
     /// Does the pending work, then publishes when the catalog changed.
     fn step(&mut self) -> Result<(), String> {
-        self.fetch().map_err(|e| {
+        self.fetch().inspect_err(|_| {
             lock(&self.shared.status).fetch_failures += 1;
-            e
         })?;
         let Some(account) = &self.account else {
             return Ok(());
