@@ -702,8 +702,16 @@ fn webhook_events_reach_an_engine_syncing_from_the_edge() {
     let fake = Fake::start();
     let dir = TempDir::new("stripe-e2e");
     let edge = dir.path("edge");
-    let hook = Webhook::start(&fake, &edge, &[]);
+    // The floor's catalog: what a pull of the same account writes.
+    let pulled = dir.path("pulled.json");
+    let run = pull(&fake, &["-o", &pulled], &[("STRIPE_API_KEY", KEY)]);
+    assert!(run.status.success());
+    let mut floor_doc: Value = serde_json::from_slice(&std::fs::read(&pulled).unwrap()).unwrap();
+    let requests = fake.log_len();
+
+    let hook = Webhook::start(&fake, &edge, &["--coalesce-ms", "200"]);
     hook.published(1);
+    assert!(fake.log_len() > requests, "the startup pull");
     assert_eq!(
         edge_limit(&edge, "cus_bob", "seats"),
         Some(Limit::Finite(5))
@@ -724,11 +732,23 @@ fn webhook_events_reach_an_engine_syncing_from_the_edge() {
         std::thread::sleep(Duration::from_millis(5));
     }
     assert_eq!(engine.limit("cus_bob", "seats"), Limit::Finite(5));
+    let visible = |seats: u64, since: Instant| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while engine.limit("cus_bob", "seats") != Limit::Finite(seats) {
+            assert!(
+                Instant::now() < deadline,
+                "{seats} seats never reached the engine"
+            );
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        since.elapsed().as_secs_f64() * 1e3
+    };
 
-    // Event → fetch → publish → long-poll → engine, measured from the delivery.
-    let mut delays = Vec::new();
+    // Rounds take turns: an event through the webhook (event → fetch → publish → long-poll →
+    // engine, from the delivery), then the floor: `publish` of the same change done directly.
+    let (mut event_ms, mut answer_ms, mut floor_ms) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..7u64 {
-        let seats = 6 + round;
+        let seats = 10 + 2 * round;
         set_quantity(&fake, "sub_bob", seats);
         let evt = subscription_event(
             &fake,
@@ -738,29 +758,45 @@ fn webhook_events_reach_an_engine_syncing_from_the_edge() {
         );
         let sent = Instant::now();
         let (status, body) = hook.send(&evt);
-        let answered = sent.elapsed();
+        answer_ms.push(sent.elapsed().as_secs_f64() * 1e3);
         assert_eq!(status, 200, "{body}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while engine.limit("cus_bob", "seats") != Limit::Finite(seats) {
-            assert!(
-                Instant::now() < deadline,
-                "the change never reached the engine"
-            );
-            std::thread::sleep(Duration::from_micros(500));
+        event_ms.push(visible(seats, sent));
+
+        let seats = seats + 1;
+        for c in floor_doc["customers"].as_array_mut().unwrap() {
+            if c["id"] == "cus_bob" {
+                c["subscriptions"][0]["items"][0]["quantity"] = json!(seats);
+            }
         }
-        delays.push((sent.elapsed(), answered));
+        let catalog = entitle_core::Catalog::from_json(floor_doc.to_string().as_bytes()).unwrap();
+        let start = Instant::now();
+        entitle_core::edge::publish(
+            Path::new(&edge),
+            &catalog,
+            &entitle_core::edge::PublishOptions::default(),
+        )
+        .unwrap();
+        floor_ms.push(visible(seats, start));
     }
-    let mut visible: Vec<f64> = delays.iter().map(|d| d.0.as_secs_f64() * 1e3).collect();
-    let mut acked: Vec<f64> = delays.iter().map(|d| d.1.as_secs_f64() * 1e3).collect();
-    visible.sort_by(f64::total_cmp);
-    acked.sort_by(f64::total_cmp);
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (e, a, f) = (
+        median(&mut event_ms),
+        median(&mut answer_ms),
+        median(&mut floor_ms),
+    );
     eprintln!(
-        "stripe e2e (coalesce 100 ms): event→visible ms median {:.1} min {:.1} max {:.1}; 2xx answer ms median {:.2} max {:.2}",
-        visible[visible.len() / 2],
-        visible[0],
-        visible[visible.len() - 1],
-        acked[acked.len() / 2],
-        acked[acked.len() - 1],
+        "stripe e2e, 7 rounds each, coalescing window 200 ms: event→visible median {e:.1} ms \
+         (min {:.1}, max {:.1}); 2xx answer median {a:.2} ms (max {:.2}); floor publish→visible \
+         median {f:.1} ms (min {:.1}, max {:.1}); ratio {:.1}×",
+        event_ms[0],
+        event_ms[event_ms.len() - 1],
+        answer_ms[answer_ms.len() - 1],
+        floor_ms[0],
+        floor_ms[floor_ms.len() - 1],
+        e / f
     );
 }
 
