@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 export GOPATH="$PWD/target/gopath"
+export GOCACHE="$GOPATH/cache"
 # Pinned: the test expects this version's fixtures (request shapes, pagination, errors).
 version="${STRIPE_MOCK_VERSION:-v0.203.0}"
 bin="$GOPATH/bin/stripe-mock"

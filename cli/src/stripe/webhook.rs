@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -19,8 +19,8 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
-use entitle_core::edge::{publish, PublishOptions};
-use entitle_core::{unix_now, Catalog};
+use entitle_core::edge::{publish, read_manifest, PublishOptions};
+use entitle_core::{diff, unix_now, BuildOptions, Catalog, Snapshot};
 use serde_json::json;
 
 use super::account::Account;
@@ -273,6 +273,24 @@ async fn receive(
     (StatusCode::OK, json!({"accepted": event.id}).to_string())
 }
 
+/// The edge's current version when its snapshot answers exactly as `catalog` would (the delta
+/// between them changes no customer); `None` when it differs or cannot be read.
+fn edge_answers_alike(edge: &Path, catalog: &Catalog) -> Option<u64> {
+    let manifest = read_manifest(edge).ok()??;
+    let bytes = std::fs::read(edge.join(&manifest.snapshot.path)).ok()?;
+    let current = Snapshot::from_bytes(bytes).ok()?;
+    let candidate = Snapshot::build(
+        catalog,
+        BuildOptions {
+            version: manifest.version + 1,
+            created_at: manifest.created_at,
+        },
+    )
+    .ok()?;
+    let delta = diff(&current, &candidate).ok()?;
+    (!delta.is_full() && delta.change_count() == 0).then_some(manifest.version)
+}
+
 /// The worker: owns the account's current state and the edge.
 struct Worker {
     options: Options,
@@ -398,6 +416,14 @@ impl Worker {
             return Ok(());
         }
         let catalog = Catalog::from_json(text.as_bytes()).map_err(|e| e.to_string())?;
+        if self.published.is_none() {
+            // First publish of this process: a restart with nothing new adds no version.
+            if let Some(version) = edge_answers_alike(&self.options.edge, &catalog) {
+                self.published = Some(text);
+                lock(&self.shared.status).version = Some(version);
+                return crate::print_line(&json!({ "up_to_date": version }).to_string());
+            }
+        }
         let options = PublishOptions {
             keep: self.options.keep,
             ..PublishOptions::default()
