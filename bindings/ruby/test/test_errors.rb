@@ -1,0 +1,123 @@
+# frozen_string_literal: true
+
+# Errors: each class follows from the C result code; wrong types raise TypeError, values out of
+# range ArgumentError / RangeError; nothing crashes the interpreter.
+require_relative "test_helper"
+
+class ErrorsTest < Minitest::Test
+  include EntitleTest
+
+  def setup
+    @engine = Entitle::Engine.from_catalog(catalog)
+  end
+
+  def teardown
+    @engine.close
+  end
+
+  def test_hierarchy
+    [Entitle::InvalidArgumentError, Entitle::PanicError, Entitle::FileError, Entitle::CatalogError,
+     Entitle::FormatError, Entitle::DeltaError, Entitle::ConfigError, Entitle::TimeoutError,
+     Entitle::ClosedError].each { |cls| assert_operator cls, :<, Entitle::Error }
+    assert_operator Entitle::Error, :<, StandardError
+    assert_nil Entitle::Error.new("x").code
+    assert_equal 8, Entitle::CatalogError.new("x", 8).code
+  end
+
+  def test_catalog_error_names_the_path
+    bad = catalog
+    bad["customers"][3]["overrides"]["projects"] = 1.5
+    error = assert_raises(Entitle::CatalogError) { Entitle::Engine.from_catalog(bad) }
+    assert_match(/\Acustomers\[3\]\.overrides\.projects: /, error.message)
+    assert_equal 8, error.code
+    error = assert_raises(Entitle::InvalidArgumentError) { Entitle::Engine.from_catalog("\xff".b) }
+    assert_equal 2, error.code # INVALID_UTF8
+  end
+
+  def test_file_errors
+    Dir.mktmpdir do |dir|
+      missing = File.join(dir, "missing.snap")
+      error = assert_raises(Entitle::FileError) { Entitle::Engine.from_file(missing) }
+      assert_equal 7, error.code
+      assert_includes error.message, missing
+      garbage = File.join(dir, "garbage.snap")
+      File.binwrite(garbage, "ENTITLE\0garbage")
+      error = assert_raises(Entitle::Error) { Entitle::Engine.from_file(garbage) }
+      assert_includes [9, 10, 11, 8], error.code
+    end
+  end
+
+  def test_format_errors
+    Dir.mktmpdir do |dir|
+      bytes = File.binread(snapshots(dir)[:v1])
+      error = assert_raises(Entitle::FormatError) { Entitle::Engine.from_snapshot(bytes[0, bytes.size / 2]) }
+      assert_equal 11, error.code # CORRUPT (truncated)
+      error = assert_raises(Entitle::FormatError) { Entitle::Engine.from_snapshot("nope") }
+      assert_includes [9, 11], error.code
+    end
+  end
+
+  def test_config_errors
+    error = assert_raises(Entitle::ConfigError) { Entitle::Engine.connect("ftp://example.com") }
+    assert_equal 15, error.code
+    error = assert_raises(Entitle::ConfigError) { Entitle::Engine.connect("http://127.0.0.1:9", token: "a\nb") }
+    assert_equal 15, error.code
+  end
+
+  def test_invalid_utf8_in_check
+    error = assert_raises(Entitle::InvalidArgumentError) { @engine.check("cus\xff".b, "sso") }
+    assert_equal 2, error.code
+    assert_raises(Entitle::InvalidArgumentError) { @engine.entitlements("cus\xff".b) }
+  end
+
+  def test_wrong_types
+    [nil, 1, 1.5, [], Object.new].each do |bad|
+      assert_raises(TypeError) { @engine.enabled?(bad, "sso") }
+      assert_raises(TypeError) { @engine.limit("cus_pro", bad) }
+      assert_raises(TypeError) { @engine.check(bad, "sso") }
+      assert_raises(TypeError) { @engine.entitlements(bad) }
+    end
+    assert_raises(TypeError) { @engine.allows?("cus_pro", "projects", "1") }
+    assert_raises(TypeError) { @engine.allows?("cus_pro", "projects", 1.0) }
+    assert_raises(TypeError) { @engine.allows?("cus_pro", "projects", 1, requested: nil) }
+    assert_raises(TypeError) { @engine.enabled?("cus_pro", "sso", at: "today") }
+    assert_raises(TypeError) { Entitle::Engine.from_snapshot(nil) }
+    assert_raises(TypeError) { Entitle::Engine.from_catalog(nil) }
+    assert_raises(TypeError) { Entitle::Engine.from_catalog([]) }
+    assert_raises(TypeError) { Entitle::Engine.from_file(nil) }
+    assert_raises(TypeError) { @engine.replace(nil) }
+    assert_raises(TypeError) { @engine.wait_ready("soon") }
+    assert_raises(TypeError) { Entitle::Engine.connect(nil) }
+    assert_raises(TypeError) { Entitle::Engine.connect("http://127.0.0.1:9", poll_interval: "1") }
+  end
+
+  def test_values_out_of_range
+    assert_raises(ArgumentError) { @engine.allows?("cus_pro", "projects", -1) }
+    assert_raises(ArgumentError) { @engine.allows?("cus_pro", "projects", -(2**70)) }
+    assert_raises(ArgumentError) { @engine.allows?("cus_pro", "projects", 1, requested: -1) }
+    assert_raises(RangeError) { @engine.allows?("cus_pro", "projects", 2**64) }
+    assert @engine.allows?("cus_ent", "projects", 2**64 - 1) # u64 max is a valid usage
+    assert_raises(RangeError) { @engine.enabled?("cus_pro", "sso", at: 2**64) }
+    assert_raises(RangeError) { @engine.enabled?("cus_pro", "sso", at: Float::NAN) }
+    assert_raises(ArgumentError) { @engine.wait_ready(-1) }
+    assert_raises(ArgumentError) { @engine.wait_ready(Float::NAN) }
+    assert_raises(ArgumentError) { Entitle::Engine.connect("http://127.0.0.1:9", poll_interval: 0) }
+    assert_raises(ArgumentError) { Entitle::Engine.connect("http://127.0.0.1:9", nope: 1) }
+  end
+
+  def test_arity_and_keywords
+    assert_raises(ArgumentError) { @engine.enabled?("cus_pro") }
+    assert_raises(ArgumentError) { @engine.enabled?("cus_pro", "sso", "x") }
+    assert_raises(ArgumentError) { @engine.enabled?("cus_pro", "sso", when: 1) }
+    assert_raises(ArgumentError) { @engine.enabled?("cus_pro", "sso", {at: 1}) } # a Hash is not keywords
+    assert_raises(ArgumentError) { @engine.allows?("cus_pro", "projects") }
+    assert_raises(ArgumentError) { @engine.allows?("cus_pro", "projects", 1, requsted: 2) }
+    assert_raises(ArgumentError) { @engine.entitlements }
+    assert_raises(ArgumentError) { @engine.wait_ready(1, 2) }
+  end
+
+  def test_engines_cannot_be_made_with_new
+    assert_raises(NoMethodError) { Entitle::Engine.new }
+    assert_raises(TypeError) { Entitle::Engine.allocate }
+  end
+end
