@@ -1,0 +1,34 @@
+// A typed tour of the API; `tsc --strict` checks it against the installed package's index.d.ts.
+import { ClosedError, Decision, Engine, EntitleError, type Status } from 'entitle';
+
+const catalog = {
+  features: [
+    { key: 'sso', type: 'flag', default: false },
+    { key: 'projects', type: 'limit', default: 3 },
+  ],
+  products: [{ id: 'prod_pro', features: { sso: true, projects: 50 } }],
+  customers: [
+    { id: 'cus_pro', subscriptions: [{ id: 'sub_1', status: 'active', items: [{ product: 'prod_pro' }] }] },
+  ],
+};
+
+export async function main(url?: string): Promise<void> {
+  const engine: Engine = url ? Engine.connect(url, { pollInterval: 5, cacheDir: '/tmp/entitle' }) : Engine.fromCatalog(catalog);
+  try {
+    const ready: boolean = await engine.waitReady(5000);
+    const on: boolean = engine.enabled('cus_pro', 'sso');
+    const limit: number = engine.limit('cus_pro', 'projects', { at: new Date() });
+    const fits: boolean = engine.allows('cus_pro', 'projects', 49n, { requested: 1 });
+    const decision: Decision = engine.check('cus_pro', 'projects', { at: 1_700_000_000 });
+    const unlimited: boolean = decision.limit === Infinity;
+    const all = engine.entitlements('cus_pro');
+    const sso: Decision | undefined = all['sso'];
+    const status: Status = engine.status;
+    console.log(ready, on, limit, fits, decision.reason, unlimited, sso?.enabled, status.state, engine.version);
+  } catch (err) {
+    if (err instanceof ClosedError) throw err;
+    if (err instanceof EntitleError) console.error(err.code, err.result, err.message);
+  } finally {
+    engine.close();
+  }
+}

@@ -1,0 +1,397 @@
+'use strict';
+// entitle for Node: the JavaScript layer over the native addon (src/entitle_node.c).
+//
+// Each lookup is one call into the addon, which crosses into libentitle once. The engine's
+// native state is a `napi_external` held in a private field; everything here is argument
+// handling, value shaping and the change event.
+
+const { EventEmitter } = require('node:events');
+const { fileURLToPath } = require('node:url');
+const native = require('./binding.js').load();
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/** The C ABI's result codes (`entitle_result`) by number; the `code` of an error is `ENTITLE_` + name. */
+const RESULT_NAMES = Object.freeze({
+  1: 'NULL_PARAMETER',
+  2: 'INVALID_UTF8',
+  3: 'INVALID_PARAMETER',
+  4: 'PANIC',
+  5: 'BUFFER_TOO_SMALL',
+  6: 'OUT_OF_RANGE',
+  7: 'IO',
+  8: 'INVALID_CATALOG',
+  9: 'BAD_MAGIC',
+  10: 'UNSUPPORTED_VERSION',
+  11: 'CORRUPT',
+  12: 'TOO_LARGE',
+  13: 'WRONG_BASE',
+  14: 'FEATURE_MISMATCH',
+  15: 'INVALID_CONFIG',
+  16: 'TIMEOUT',
+  17: 'CLOSED',
+});
+
+/** The stable `code` string of a C result code. */
+function codeOf(result) {
+  const name = RESULT_NAMES[result];
+  return name === undefined ? `ENTITLE_RESULT_${result}` : `ENTITLE_${name}`;
+}
+
+/**
+ * Base class of every error the library reports. `message` is the library's detail (for a
+ * catalog, the path of the offending value first); `code` is stable (`ENTITLE_INVALID_CATALOG`)
+ * and follows from `result`, the C ABI's result code.
+ */
+class EntitleError extends Error {
+  constructor(message, result) {
+    super(message);
+    this.name = new.target.name;
+    this.result = result;
+    this.code = codeOf(result);
+  }
+}
+/** An argument the library rejected (NULL_PARAMETER, INVALID_UTF8, INVALID_PARAMETER). */
+class ArgumentError extends EntitleError {}
+/** A file could not be read (IO); the message names the file and the system error. */
+class FileError extends EntitleError {}
+/** The catalog JSON is invalid (INVALID_CATALOG); the message starts with the offending path. */
+class CatalogError extends EntitleError {}
+/** Bytes that are not a snapshot or delta this library reads (BAD_MAGIC, UNSUPPORTED_VERSION, CORRUPT, TOO_LARGE). */
+class FormatError extends EntitleError {}
+/** A delta made for another base or other features (WRONG_BASE, FEATURE_MISMATCH). */
+class DeltaError extends EntitleError {}
+/** An invalid sync configuration (INVALID_CONFIG): a URL that is not http(s), a bad token. */
+class ConfigError extends EntitleError {}
+/** A call on an engine after `close()` (CLOSED). */
+class ClosedError extends EntitleError {}
+/** A failure inside the library (PANIC and other codes that signal a bug); please report it. */
+class InternalError extends EntitleError {}
+
+const CLASS_BY_RESULT = {
+  1: ArgumentError,
+  2: ArgumentError,
+  3: ArgumentError,
+  4: InternalError,
+  5: InternalError,
+  6: InternalError,
+  7: FileError,
+  8: CatalogError,
+  9: FormatError,
+  10: FormatError,
+  11: FormatError,
+  12: FormatError,
+  13: DeltaError,
+  14: DeltaError,
+  15: ConfigError,
+  17: ClosedError,
+};
+
+function makeError(result, detail) {
+  const Class = CLASS_BY_RESULT[result] || EntitleError;
+  return new Class(detail, result);
+}
+
+// The addon fills `scratch` with a decision's numbers (check()); see decision_store() in C.
+const scratch = new Float64Array(native.scratchLength);
+native.setup(makeError, scratch);
+
+// ---------------------------------------------------------------------------------------------
+// Values
+
+const FEATURE_TYPES = [null, 'flag', 'limit'];
+const REASONS = ['default', 'subscription', 'override', 'customer_not_found', 'feature_not_found'];
+
+/**
+ * One evaluated answer (frozen): `featureType` is "flag", "limit" or null (unknown feature);
+ * `limit` is a number, `Infinity` (unlimited) or null (flags, unknown features).
+ */
+class Decision {
+  constructor(featureType, enabled, limit, reason, version) {
+    this.featureType = featureType;
+    this.enabled = enabled;
+    this.limit = limit;
+    this.reason = reason;
+    this.version = version;
+    Object.freeze(this);
+  }
+}
+
+function decisionAt(values, i) {
+  const limit = values[i + 2];
+  return new Decision(
+    FEATURE_TYPES[values[i]],
+    values[i + 1] === 1,
+    limit === limit ? limit : null, // NaN: no limit
+    REASONS[values[i + 3]],
+    values[i + 4],
+  );
+}
+
+function optionsAt(options) {
+  if (options === undefined || options === null) return undefined;
+  if (typeof options !== 'object') {
+    throw new TypeError('options must be an object');
+  }
+  const at = options.at;
+  if (at === undefined || at === null) return undefined;
+  if (at instanceof Date) {
+    const ms = at.getTime();
+    if (Number.isNaN(ms)) throw new RangeError('at is an invalid Date');
+    return Math.floor(ms / 1000);
+  }
+  if (typeof at !== 'number') {
+    throw new TypeError('at must be a Date or a number of unix seconds');
+  }
+  return at;
+}
+
+/** Seconds (a number) to whole milliseconds for the addon; undefined/null keep the default. */
+function secondsToMs(value, name) {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'number' || Number.isNaN(value)) {
+    throw new TypeError(`${name} must be a number of seconds`);
+  }
+  if (!(value > 0) || !Number.isFinite(value)) {
+    throw new RangeError(`${name} must be a finite number of seconds > 0`);
+  }
+  return Math.max(1, Math.round(value * 1000));
+}
+
+function pathOf(value, name) {
+  if (value instanceof URL) return fileURLToPath(value);
+  if (typeof value !== 'string') throw new TypeError(`${name} must be a string or a file: URL`);
+  return value;
+}
+
+const SYNC_STATES = Object.freeze({
+  STARTING: 'starting',
+  READY: 'ready',
+  STALE: 'stale',
+  FAILED: 'failed',
+});
+
+// ---------------------------------------------------------------------------------------------
+// Engine
+
+const CREATE = Symbol('entitle.create');
+const dispose = Symbol.dispose || Symbol.for('nodejs.dispose');
+
+/**
+ * An in-process entitlement engine. Create one with `Engine.fromFile`, `Engine.fromBytes`,
+ * `Engine.fromCatalog` or `Engine.connect`; release it with `close()` (or `using`).
+ *
+ * Lookups never wait: they read the current content, which `replace`, `applyDelta` and the sync
+ * thread swap whole. An engine belongs to the thread that made it; each worker thread makes its own.
+ */
+class Engine extends EventEmitter {
+  #h;
+  #connected;
+
+  /** @private use the static creators */
+  constructor(token, handle, connected) {
+    if (token !== CREATE) {
+      throw new TypeError('use Engine.fromFile, Engine.fromBytes, Engine.fromCatalog or Engine.connect');
+    }
+    super();
+    this.#h = handle;
+    this.#connected = connected;
+  }
+
+  /** An engine from a file holding a snapshot or a catalog JSON (told apart by content). */
+  static fromFile(path) {
+    return new Engine(CREATE, native.fromFile(pathOf(path, 'path')), false);
+  }
+
+  /** An engine from snapshot bytes (as written by `entitle build`); the bytes are copied. */
+  static fromBytes(bytes) {
+    return new Engine(CREATE, native.fromBytes(bytes), false);
+  }
+
+  /**
+   * An engine from a catalog: a JSON string, its UTF-8 bytes, or an object (serialized with
+   * JSON.stringify). Meant for tests and small applications; production loads snapshots.
+   */
+  static fromCatalog(catalog) {
+    let json = catalog;
+    if (typeof catalog === 'object' && catalog !== null && !ArrayBuffer.isView(catalog) &&
+        !(catalog instanceof ArrayBuffer)) {
+      json = JSON.stringify(catalog);
+    } else if (typeof catalog !== 'string' && !ArrayBuffer.isView(catalog) &&
+               !(catalog instanceof ArrayBuffer)) {
+      throw new TypeError('catalog must be an object, a JSON string or a Buffer');
+    }
+    return new Engine(CREATE, native.fromCatalog(json), false);
+  }
+
+  /**
+   * An engine that keeps itself up to date from an edge, in a background thread. Returns at
+   * once; `await engine.waitReady(ms)` before serving traffic. Durations are in seconds.
+   */
+  static connect(url, options = {}) {
+    if (typeof url !== 'string' && !(url instanceof URL)) {
+      throw new TypeError('url must be a string or a URL');
+    }
+    if (typeof options !== 'object' || options === null) {
+      throw new TypeError('options must be an object');
+    }
+    const { token, cacheDir } = options;
+    if (token !== undefined && token !== null && typeof token !== 'string') {
+      throw new TypeError('token must be a string');
+    }
+    const handle = native.connect(
+      String(url),
+      token,
+      cacheDir === undefined || cacheDir === null ? cacheDir : pathOf(cacheDir, 'cacheDir'),
+      secondsToMs(options.pollInterval, 'pollInterval'),
+      secondsToMs(options.connectTimeout, 'connectTimeout'),
+      secondsToMs(options.requestTimeout, 'requestTimeout'),
+      secondsToMs(options.maxStaleness, 'maxStaleness'),
+      secondsToMs(options.longPoll, 'longPoll'),
+      secondsToMs(options.maxBackoff, 'maxBackoff'),
+      secondsToMs(options.persistInterval, 'persistInterval'),
+    );
+    return new Engine(CREATE, handle, true);
+  }
+
+  /** Whether `customer` may use `feature`: a flag's value; a limit that is unlimited or > 0. */
+  enabled(customer, feature, options) {
+    if (options === undefined) return native.enabled(this.#h, customer, feature);
+    const at = optionsAt(options);
+    return at === undefined
+      ? native.enabled(this.#h, customer, feature)
+      : native.enabledAt(this.#h, customer, feature, at);
+  }
+
+  /** The limit of `feature` for `customer`: a number, `Infinity` for unlimited, 0 for flags and unknown features. */
+  limit(customer, feature, options) {
+    if (options === undefined) return native.limit(this.#h, customer, feature);
+    const at = optionsAt(options);
+    return at === undefined
+      ? native.limit(this.#h, customer, feature)
+      : native.limitAt(this.#h, customer, feature, at);
+  }
+
+  /** Whether `customer` may use `requested` (default 1) more of `feature` on top of `usage`. */
+  allows(customer, feature, usage, options) {
+    if (options === undefined) return native.allows(this.#h, customer, feature, usage, 1);
+    const at = optionsAt(options);
+    const requested = options.requested === undefined ? 1 : options.requested;
+    return at === undefined
+      ? native.allows(this.#h, customer, feature, usage, requested)
+      : native.allowsAt(this.#h, customer, feature, usage, requested, at);
+  }
+
+  /** The whole decision (frozen): feature type, enabled, limit, reason and content version. */
+  check(customer, feature, options) {
+    native.check(this.#h, customer, feature, options === undefined ? undefined : optionsAt(options));
+    const s = scratch;
+    const limit = s[2];
+    return new Decision(
+      FEATURE_TYPES[s[0]],
+      s[1] === 1,
+      limit === limit ? limit : null,
+      REASONS[s[3]],
+      s[4],
+    );
+  }
+
+  /** Every feature's decision for `customer`, keyed by feature (a frozen object). */
+  entitlements(customer, options) {
+    const [keys, values] = native.entitlements(this.#h, customer, optionsAt(options));
+    const out = {};
+    for (let i = 0; i < keys.length; i++) {
+      Object.defineProperty(out, keys[i], {
+        value: decisionAt(values, i * 5),
+        enumerable: true,
+      });
+    }
+    return Object.freeze(out);
+  }
+
+  /**
+   * Resolves true once the engine has content (from its cache or a first sync), false when
+   * `timeoutMs` passes first or the engine is closed meanwhile. The wait runs off the event loop.
+   */
+  waitReady(timeoutMs = 0) {
+    try {
+      if (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs)) {
+        throw new TypeError('timeoutMs must be a number of milliseconds');
+      }
+      if (timeoutMs < 0) throw new RangeError('timeoutMs must be >= 0');
+      const ms = Number.isFinite(timeoutMs) ? Math.ceil(timeoutMs) : Number.MAX_SAFE_INTEGER;
+      return native.waitReady(this.#h, ms);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** Replaces the whole content with snapshot bytes; returns the new content version. */
+  replace(bytes) {
+    return native.replace(this.#h, bytes);
+  }
+
+  /** Replaces the whole content with the snapshot or catalog in a file; returns the new version. */
+  replaceFile(path) {
+    return native.replaceFile(this.#h, pathOf(path, 'path'));
+  }
+
+  /** Applies delta bytes (as written by `entitle diff`); returns the new content version. */
+  applyDelta(bytes) {
+    return native.applyDelta(this.#h, bytes);
+  }
+
+  /** The content version being served (0 for a catalog-built engine). */
+  get version() {
+    return native.version(this.#h);
+  }
+
+  /** What the sync has done (a frozen object; engines that do not sync are always ready). */
+  get status() {
+    const status = native.status(this.#h);
+    status.hasData = status.state === 'ready' || status.state === 'stale';
+    return Object.freeze(status);
+  }
+
+  /** Whether the engine syncs from an edge (made by `Engine.connect`). */
+  get connected() {
+    return this.#connected;
+  }
+
+  /** Whether `close()` was called. */
+  get closed() {
+    return native.isClosed(this.#h);
+  }
+
+  /**
+   * Stops the sync thread and releases the engine; later calls throw `ClosedError`. A pending
+   * `waitReady` resolves false. Idempotent.
+   */
+  close() {
+    native.close(this.#h);
+  }
+
+  [dispose]() {
+    this.close();
+  }
+}
+
+/** The version of the native library, e.g. "0.1.0". */
+const libraryVersion = native.libraryVersion();
+
+module.exports = {
+  Engine,
+  Decision,
+  SyncState: SYNC_STATES,
+  EntitleError,
+  ArgumentError,
+  FileError,
+  CatalogError,
+  FormatError,
+  DeltaError,
+  ConfigError,
+  ClosedError,
+  InternalError,
+  libraryVersion,
+};
