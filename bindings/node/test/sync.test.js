@@ -118,3 +118,26 @@ test('many engines connect and close without leaving threads behind', async (t) 
   }
   assert.ok(await waitUntil(() => threads() <= baseline, 10_000), `${threads()} threads, ${baseline} before`);
 });
+
+test('a worker ends while its waitReady is pending: no crash, no hang', async () => {
+  const { Worker } = require('node:worker_threads');
+  const worker = new Worker(`
+    const { parentPort, workerData } = require('node:worker_threads');
+    const { Engine } = require(workerData);
+    const engine = Engine.connect('http://127.0.0.1:9', { pollInterval: 0.1 });
+    engine.waitReady(60000).then((r) => parentPort.postMessage('resolved ' + r));
+    parentPort.postMessage('waiting');
+  `, { eval: true, workerData: PACKAGE });
+  const messages = [];
+  worker.on('message', (m) => messages.push(m));
+  await new Promise((resolve) => worker.once('message', resolve));
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const started = Date.now();
+  assert.equal(await worker.terminate(), 1);
+  assert.ok(Date.now() - started < 10_000, 'terminate() waited for the wait');
+  assert.deepEqual(messages, ['waiting']);
+  // The main thread's engines are unaffected.
+  const engine = Engine.fromCatalog(catalog());
+  assert.equal(engine.enabled('cus_pro', 'sso'), true);
+  engine.close();
+});
