@@ -91,6 +91,35 @@ class ForkTest < Minitest::Test
     end
   end
 
+  def test_a_fork_that_bypasses_the_hook
+    with_edge do |edge|
+      engine = Entitle::Engine.connect(edge.url, poll_interval: POLL)
+      assert engine.wait_ready(20)
+      raw_fork = Process.method(:_fork).super_method # Process._fork without Entitle::ForkHook
+      [false, true].each do |restart|
+        reader, writer = IO.pipe
+        pid = raw_fork.call
+        if pid.zero?
+          reader.close
+          before = engine.status.syncs # carried over from the parent
+          restarted = restart ? Entitle.after_fork : 0
+          synced = wait_until(restart ? 10 : 1) { engine.status.syncs > before }
+          engine.close # must not wait for a thread of the parent
+          writer.puts "#{restarted} #{synced} #{engine.closed?}"
+          writer.flush
+          exit!(0)
+        end
+        writer.close
+        line = reader.gets.to_s.strip
+        assert_equal 0, reap(pid), line
+        assert_equal restart ? "1 true true" : "0 false true", line
+        reader.close
+      end
+      refute engine.closed?
+      engine.close
+    end
+  end
+
   def test_fork_while_other_threads_are_mid_lookup
     with_edge do |edge|
       syncing = Entitle::Engine.connect(edge.url, poll_interval: POLL)
@@ -108,13 +137,14 @@ class ForkTest < Minitest::Test
           end
         end
       end
-      10.times do
+      6.times do
         pid, reader = fork_child do
           # The child has only this thread: look up from new threads, and sync.
           counts = Array.new(2) do
             Thread.new { 2_000.times.count { syncing.enabled?("cus_pro", "sso") && static.limit("cus_ent", "projects") == Float::INFINITY } }
           end.map(&:value)
-          "#{counts.sum} #{syncing.wait_ready(5)} #{wait_until(10) { syncing.status.syncs > 0 }}"
+          before = syncing.status.syncs # carried over from the parent
+          "#{counts.sum} #{syncing.wait_ready(5)} #{wait_until(10) { syncing.status.syncs > before }}"
         end
         line = reader.gets.to_s.strip
         reader.close

@@ -326,8 +326,10 @@ engine_free(void *p)
     engine_data *d = p;
     registry_remove(d);
     /* No call is running (each keeps the object alive). For a syncing engine this waits for its
-     * thread to stop, which is quick: a request in flight is interrupted. */
-    if (d->engine != NULL) {
+     * thread to stop, which is quick: a request in flight is interrupted. A syncing engine
+     * inherited through a fork that bypassed Process._fork still names its parent's thread:
+     * joining that would hang, so its memory is left to the process's end. */
+    if (d->engine != NULL && !(d->syncing && d->pid != getpid())) {
         entitle_engine_free(d->engine);
         d->engine = NULL;
     }
@@ -1092,6 +1094,14 @@ engine_close(VALUE self)
     entitle_engine *e = d->engine;
     if (e == NULL) {
         return Qnil;
+    }
+    if (d->syncing && d->pid != getpid()) {
+        /* Inherited through a fork that bypassed Process._fork: give the engine threads of this
+         * process first, so that closing joins threads that exist. */
+        d->pid = getpid();
+        d->busy = 0;
+        d->retired = NULL;
+        entitle_engine_after_fork(e);
     }
     /* From here on new calls see a closed engine; calls running without the GVL keep their
      * pointer, so the memory goes only when the last of them is done. */
