@@ -167,5 +167,24 @@ else
   total_failed=$((total_failed + 1))
 fi
 
+echo "--- docs/ffi.md handles example"
+awk '/^## Feature handles and batches/ {on = 1} on && /^```c$/ {code = 1; next} code && /^```$/ {exit} code' \
+  docs/ffi.md >"$out/example_handles.c"
+gcc "${cflags[@]}" -o "$out/example_handles" "$out/example_handles.c" -Ltarget/release \
+  -Wl,-rpath,"$PWD/target/release" -lentitle
+if "$out/example_handles" "$fx/v1.snap" >"$out/example_handles.log" 2>&1 &&
+  grep -q "cus_pro has SSO" "$out/example_handles.log" &&
+  grep -q "customer 0: projects 50 (subscription)" "$out/example_handles.log" &&
+  grep -q "customer 1: projects unlimited (subscription)" "$out/example_handles.log" &&
+  grep -q "customer 2: projects 3 (customer_not_found)" "$out/example_handles.log" &&
+  grep -q "cus_pro: sso 1, projects 50" "$out/example_handles.log"; then
+  total_passed=$((total_passed + 1))
+  echo "the handles example runs and prints what it should"
+else
+  cat "$out/example_handles.log"
+  echo "ffi: the docs/ffi.md handles example failed" >&2
+  total_failed=$((total_failed + 1))
+fi
+
 echo "ffi: $total_passed passed, $total_failed failed"
 [ "$total_failed" -eq 0 ]

@@ -130,3 +130,153 @@ fn invalid_files_fail_at_the_named_path() {
         failures.join("\n")
     );
 }
+
+/// The same cases through feature handles and the batch calls: a handle resolved on the view, one
+/// resolved before a swap from a snapshot whose features were renamed away (re-resolved by key), one
+/// resolved on the same content with the features in reverse order (the index differs), every case
+/// with the same feature and time in one `check_customers_at` batch, and every case with the same
+/// customer and time in one `check_features_at` batch. Then the reverse swap: handles resolved on the
+/// real content answer `feature_not_found` once a snapshot without the feature is in place.
+#[test]
+fn handle_and_batch_paths_answer_as_expected() {
+    use entitle_core::{Engine, FeatureHandle, Reason};
+    use std::collections::BTreeMap;
+
+    let mut cases = 0;
+    let mut failures = Vec::new();
+    for (path, file) in conformance_files() {
+        if file.expect_error.is_some() {
+            continue;
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let catalog = Catalog::from_json(file.catalog.get().as_bytes())
+            .unwrap_or_else(|e| panic!("{name}: catalog should load: {e}"));
+        let build = |c: &Catalog| {
+            Snapshot::build(c, BuildOptions::default())
+                .unwrap_or_else(|e| panic!("{name}: build: {e}"))
+        };
+        let features: Vec<Feature> = catalog.features().to_vec();
+        let products = catalog.products().to_vec();
+        let customers = catalog.customers().to_vec();
+        // Same content, features in reverse order (only the feature order changes).
+        let reversed = Catalog::new(
+            features.iter().rev().cloned().collect(),
+            products.clone(),
+            customers.clone(),
+        )
+        .unwrap_or_else(|e| panic!("{name}: reversed catalog: {e}"));
+        // Every feature renamed (and so every case's feature absent); no products or customers.
+        let renamed = Catalog::new(
+            features
+                .iter()
+                .map(|f| Feature {
+                    key: format!("{}~renamed", f.key),
+                    ..f.clone()
+                })
+                .collect(),
+            Vec::new(),
+            Vec::new(),
+        )
+        .unwrap_or_else(|e| panic!("{name}: renamed catalog: {e}"));
+
+        let engine = Engine::from_snapshot(build(&catalog));
+        let reversed_view = View::from(build(&reversed));
+        let renamed_engine = Engine::from_snapshot(build(&renamed));
+        let handle = |key: &str| {
+            engine
+                .feature(key)
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+        };
+        let before_swap = |key: &str| {
+            renamed_engine
+                .feature(key)
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+        };
+        let from_reversed = |key: &str| {
+            reversed_view
+                .feature(key)
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+        };
+
+        // Batches: by (feature, at) and by (customer, at).
+        let mut by_feature: BTreeMap<(&str, i64), Vec<usize>> = BTreeMap::new();
+        let mut by_customer: BTreeMap<(&str, i64), Vec<usize>> = BTreeMap::new();
+        for (i, case) in file.cases.iter().enumerate() {
+            by_feature
+                .entry((case.feature.as_str(), case.at))
+                .or_default()
+                .push(i);
+            by_customer
+                .entry((case.customer.as_str(), case.at))
+                .or_default()
+                .push(i);
+        }
+        let mut batched = vec![Vec::new(); file.cases.len()];
+        for ((feature, at), idx) in &by_feature {
+            let ids: Vec<&str> = idx
+                .iter()
+                .map(|&i| file.cases[i].customer.as_str())
+                .collect();
+            engine.check_customers_at(handle(feature), &ids, Some(*at), |k, d| {
+                batched[idx[k]].push(("customers batch", d));
+            });
+        }
+        for ((customer, at), idx) in &by_customer {
+            let hs: Vec<FeatureHandle> = idx
+                .iter()
+                .map(|&i| before_swap(&file.cases[i].feature))
+                .collect();
+            engine.check_features_at(customer, &hs, Some(*at), |k, d| {
+                batched[idx[k]].push(("features batch (handles from before a swap)", d));
+            });
+        }
+
+        for (i, case) in file.cases.iter().enumerate() {
+            cases += 1;
+            let (c, f, at) = (case.customer.as_str(), case.feature.as_str(), case.at);
+            let mut answers = vec![
+                ("handle", engine.check_feature_at(c, handle(f), at)),
+                (
+                    "handle from before a rename swap",
+                    engine.check_feature_at(c, before_swap(f), at),
+                ),
+                (
+                    "handle from reordered features",
+                    engine.check_feature_at(c, from_reversed(f), at),
+                ),
+                (
+                    "reordered view, handle from the original",
+                    reversed_view.check_feature_at(c, handle(f), at),
+                ),
+            ];
+            answers.extend(batched[i].iter().copied());
+            for (how, d) in answers {
+                let got = decision_json(&d, case.usage, case.requested);
+                if got != case.expected {
+                    failures.push(format!(
+                        "{name} / {} via {how}: expected {}, got {got}",
+                        case.name, case.expected
+                    ));
+                }
+            }
+            // The reverse swap: the feature renamed away answers feature_not_found.
+            let gone = renamed_engine.check_feature_at(c, handle(f), at);
+            if gone.reason != Reason::FeatureNotFound || gone.value.is_some() {
+                failures.push(format!(
+                    "{name} / {}: a handle after its feature was renamed away answered {gone:?}",
+                    case.name
+                ));
+            }
+        }
+    }
+    assert!(cases > 300, "found only {cases} cases");
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

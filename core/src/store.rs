@@ -28,7 +28,7 @@ pub const DEFAULT_COMPACTION_THRESHOLD: usize = 4096;
 /// first update and its answers would freeze. This lock records the holder's process id instead, and
 /// [`PidLock::release_foreign`] frees a lock whose holder is in another process. Writers hold it for
 /// microseconds (a pointer swap, or copying a small overlay), so waiting spins briefly, then sleeps.
-struct PidLock<T> {
+pub(crate) struct PidLock<T> {
     holder: AtomicU32,
     value: UnsafeCell<T>,
 }
@@ -44,12 +44,12 @@ unsafe impl<T: Send> Sync for PidLock<T> {}
 impl<T> std::panic::RefUnwindSafe for PidLock<T> {}
 impl<T> std::panic::UnwindSafe for PidLock<T> {}
 
-struct PidGuard<'a, T> {
+pub(crate) struct PidGuard<'a, T> {
     lock: &'a PidLock<T>,
 }
 
 impl<T> PidLock<T> {
-    fn new(value: T) -> PidLock<T> {
+    pub(crate) const fn new(value: T) -> PidLock<T> {
         PidLock {
             holder: AtomicU32::new(0),
             value: UnsafeCell::new(value),
@@ -60,7 +60,7 @@ impl<T> PidLock<T> {
         std::process::id().max(1)
     }
 
-    fn lock(&self) -> PidGuard<'_, T> {
+    pub(crate) fn lock(&self) -> PidGuard<'_, T> {
         let me = Self::me();
         let mut spins = 0u32;
         while self
@@ -80,9 +80,7 @@ impl<T> PidLock<T> {
 
     /// Frees the lock if a thread of another process holds it: call only in a freshly forked child,
     /// where no thread of this process can be holding it yet.
-    // Used by the sync thread (feature `sync`).
-    #[cfg_attr(not(feature = "sync"), allow(dead_code))]
-    fn release_foreign(&self) {
+    pub(crate) fn release_foreign(&self) {
         let holder = self.holder.load(Ordering::Acquire);
         if holder != 0 && holder != Self::me() {
             let _ = self

@@ -29,7 +29,7 @@ pub(crate) struct OwnedProfile {
 impl OwnedProfile {
     /// The cells in force at `at` (the clock is read only when there are several epochs).
     #[inline]
-    fn cells_at(&self, at: impl FnOnce() -> i64) -> &[Cell] {
+    pub(crate) fn cells_at(&self, at: impl FnOnce() -> i64) -> &[Cell] {
         match &*self.epochs {
             [(_, only)] => only,
             epochs => {
@@ -230,11 +230,34 @@ impl View {
 
     #[inline]
     fn check_with(&self, customer: &[u8], feature: &[u8], at: impl FnOnce() -> i64) -> Decision {
-        let Some(f) = self.base.feature(feature) else {
-            return Decision::feature_not_found(self.version);
-        };
+        self.check_index(customer, self.base.feature(feature), at)
+    }
+
+    /// Evaluates the feature with index `f` (`None`: not in this view) for `customer`.
+    #[inline(always)]
+    pub(crate) fn check_index(
+        &self,
+        customer: &[u8],
+        f: Option<usize>,
+        at: impl FnOnce() -> i64,
+    ) -> Decision {
+        match f {
+            Some(f) => self.check_hashed(customer, key_hash(customer), f, at),
+            None => Decision::feature_not_found(self.version),
+        }
+    }
+
+    /// Evaluates feature `f` (an index below the feature count) for `customer`, whose
+    /// `key_hash` is `hash`.
+    #[inline(always)]
+    pub(crate) fn check_hashed(
+        &self,
+        customer: &[u8],
+        hash: u64,
+        f: usize,
+        at: impl FnOnce() -> i64,
+    ) -> Decision {
         let def = &self.base.feature_defs()[f];
-        let hash = key_hash(customer);
         let cell = if let Some(e) = self.overlay.get(hash, customer) {
             match &e.profile {
                 Some(p) => p.cell(f, at),
@@ -347,7 +370,7 @@ impl View {
 }
 
 #[inline(always)]
-fn not_found(default: u64) -> Cell {
+pub(crate) fn not_found(default: u64) -> Cell {
     Cell {
         raw: default,
         reason: Reason::CustomerNotFound,

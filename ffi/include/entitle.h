@@ -305,6 +305,35 @@ typedef struct entitle_decision {
 } entitle_decision;
 
 /**
+ * A feature key resolved once by `entitle_engine_feature`: pass it to the `entitle_engine_feature_*`
+ * lookups and the batch calls instead of the key, which saves hashing and finding the key on every
+ * call.
+ *
+ * A plain value: copy it, store it in a global, share it between threads; there is nothing to
+ * free. Its fields are opaque numbers, not to be set by hand. It stays correct across every
+ * snapshot swap and delta: when the engine's feature list is the one it was resolved against, a
+ * lookup uses the stored index; when a later snapshot added, removed, renamed or reordered
+ * features, the lookup finds the key again (as costly as a lookup by key) — a feature that no
+ * longer exists answers `ENTITLE_REASON_FEATURE_NOT_FOUND`, never another feature's value. Resolve
+ * again after such a swap to get the direct path back. A zero-initialized `entitle_feature` answers
+ * `FEATURE_NOT_FOUND` everywhere.
+ */
+typedef struct entitle_feature {
+    /**
+     * Identity of the feature list the handle was resolved against (opaque).
+     */
+    uint64_t table;
+    /**
+     * The feature's position in that list (opaque).
+     */
+    uint32_t index;
+    /**
+     * The number of the key in the process's table of resolved keys (opaque; never freed).
+     */
+    uint32_t key;
+} entitle_feature;
+
+/**
  * One entry of an `entitle_entitlements` list, borrowed from it.
  */
 typedef struct entitle_entitlement {
@@ -812,6 +841,225 @@ size_t entitle_last_error_len(void);
 entitle_result entitle_last_error_message(uint8_t *buf,
                                           size_t buf_len,
                                           size_t *out_len);
+
+/**
+ * Resolves a feature key into an `entitle_feature` for later lookups.
+ *
+ * A key that is not in the current snapshot still gives a handle: it answers
+ * `ENTITLE_REASON_FEATURE_NOT_FOUND` until a snapshot has the feature. Resolve the features an
+ * application knows at start-up; the process keeps each distinct key resolved (at most 65,535).
+ *
+ * # Errors
+ * `NULL_PARAMETER` (`engine` or `out` NULL, or `key` NULL with a non-zero length),
+ * `INVALID_PARAMETER` (a length above `PTRDIFF_MAX`, or 65,535 distinct keys already resolved),
+ * `INVALID_UTF8`, `PANIC`. On error `*out` is untouched.
+ *
+ * # Safety
+ * `engine` must be NULL or a live engine; `key` valid for reading `key_len` bytes during the call;
+ * `out` valid for writing an `entitle_feature`. Safe from any thread.
+ */
+entitle_result entitle_engine_feature(const struct entitle_engine *engine,
+                                      const uint8_t *key,
+                                      size_t key_len,
+                                      struct entitle_feature *out);
+
+/**
+ * Like `entitle_engine_enabled`, for the feature of a handle: whether `customer` may use it now.
+ *
+ * The hot path: no lock, no allocation, no hashing of the feature key. Misuse (`engine` NULL,
+ * `customer` NULL with a non-zero length) answers false.
+ *
+ * # Safety
+ * `engine` must be NULL or a live engine; `customer` valid for reading `customer_len` bytes during
+ * the call. Safe to call concurrently from any number of threads.
+ */
+bool entitle_engine_feature_enabled(const struct entitle_engine *engine,
+                                    struct entitle_feature feature,
+                                    const uint8_t *customer,
+                                    size_t customer_len);
+
+/**
+ * Like `entitle_engine_feature_enabled`, at unix time `at` (seconds).
+ *
+ * # Safety
+ * As for `entitle_engine_feature_enabled`.
+ */
+bool entitle_engine_feature_enabled_at(const struct entitle_engine *engine,
+                                       struct entitle_feature feature,
+                                       const uint8_t *customer,
+                                       size_t customer_len,
+                                       int64_t at);
+
+/**
+ * Like `entitle_engine_limit`, for the feature of a handle: the limit now, `ENTITLE_UNLIMITED`, or
+ * 0 for flags, features not found and misuse.
+ *
+ * # Safety
+ * As for `entitle_engine_feature_enabled`.
+ */
+uint64_t entitle_engine_feature_limit(const struct entitle_engine *engine,
+                                      struct entitle_feature feature,
+                                      const uint8_t *customer,
+                                      size_t customer_len);
+
+/**
+ * Like `entitle_engine_feature_limit`, at unix time `at` (seconds).
+ *
+ * # Safety
+ * As for `entitle_engine_feature_enabled`.
+ */
+uint64_t entitle_engine_feature_limit_at(const struct entitle_engine *engine,
+                                         struct entitle_feature feature,
+                                         const uint8_t *customer,
+                                         size_t customer_len,
+                                         int64_t at);
+
+/**
+ * Like `entitle_engine_allows`, for the feature of a handle: whether `customer` may use `requested`
+ * more on top of `usage` now. Misuse answers false.
+ *
+ * # Safety
+ * As for `entitle_engine_feature_enabled`.
+ */
+bool entitle_engine_feature_allows(const struct entitle_engine *engine,
+                                   struct entitle_feature feature,
+                                   const uint8_t *customer,
+                                   size_t customer_len,
+                                   uint64_t usage,
+                                   uint64_t requested);
+
+/**
+ * Like `entitle_engine_feature_allows`, at unix time `at` (seconds).
+ *
+ * # Safety
+ * As for `entitle_engine_feature_enabled`.
+ */
+bool entitle_engine_feature_allows_at(const struct entitle_engine *engine,
+                                      struct entitle_feature feature,
+                                      const uint8_t *customer,
+                                      size_t customer_len,
+                                      uint64_t usage,
+                                      uint64_t requested,
+                                      int64_t at);
+
+/**
+ * Like `entitle_engine_check`, for the feature of a handle: evaluates it for `customer` now and
+ * writes the whole decision into `*out`. A handle whose feature is not in the current snapshot
+ * answers `ENTITLE_RESULT_OK` with reason `ENTITLE_REASON_FEATURE_NOT_FOUND`.
+ *
+ * # Errors
+ * `NULL_PARAMETER` (`engine` or `out` NULL, `customer` NULL with a non-zero length),
+ * `INVALID_PARAMETER`, `INVALID_UTF8` (the customer id), `PANIC`. On error `*out` is untouched.
+ *
+ * # Safety
+ * `engine` must be NULL or a live engine; `customer` valid for reading `customer_len` bytes during
+ * the call; `out` valid for writing an `entitle_decision`. Safe from any thread.
+ */
+entitle_result entitle_engine_feature_check(const struct entitle_engine *engine,
+                                            struct entitle_feature feature,
+                                            const uint8_t *customer,
+                                            size_t customer_len,
+                                            struct entitle_decision *out);
+
+/**
+ * Like `entitle_engine_feature_check`, at unix time `at` (seconds).
+ *
+ * # Errors
+ * As for `entitle_engine_feature_check`.
+ *
+ * # Safety
+ * As for `entitle_engine_feature_check`.
+ */
+entitle_result entitle_engine_feature_check_at(const struct entitle_engine *engine,
+                                               struct entitle_feature feature,
+                                               const uint8_t *customer,
+                                               size_t customer_len,
+                                               int64_t at,
+                                               struct entitle_decision *out);
+
+/**
+ * Decides one feature for many customers now, in one call: `out[i]` receives the decision for
+ * customer `i`. The customers' memory loads are issued in groups before they are used, so that
+ * their cache misses overlap: for customers spread over a large snapshot this costs a fraction
+ * of as many single calls. Every decision comes from the same content version.
+ *
+ * The ids are packed end to end in `ids` (`ids_len` bytes): customer `i` is the bytes from
+ * `ends[i - 1]` (0 for the first) to `ends[i]`. Ids are compared as exact bytes; an id that is not
+ * valid UTF-8 is never found (it gets the feature's default, reason `CUSTOMER_NOT_FOUND`).
+ *
+ * # Errors
+ * `NULL_PARAMETER` (`engine` NULL, or `ids`, `ends` or `out` NULL while their count is not 0),
+ * `INVALID_PARAMETER` (`ends` decrease or pass `ids_len`, a size above `PTRDIFF_MAX`), `PANIC`.
+ * On error nothing is written to `out`.
+ *
+ * # Safety
+ * `engine` must be NULL or a live engine; `ids` valid for reading `ids_len` bytes, `ends` for
+ * reading `count` `size_t`s and `out` for writing `count` `entitle_decision`s, during the call; the
+ * caller owns all three. Safe to call concurrently from any number of threads.
+ */
+entitle_result entitle_engine_check_customers(const struct entitle_engine *engine,
+                                              struct entitle_feature feature,
+                                              const uint8_t *ids,
+                                              size_t ids_len,
+                                              const size_t *ends,
+                                              size_t count,
+                                              struct entitle_decision *out);
+
+/**
+ * Like `entitle_engine_check_customers`, at unix time `at` (seconds).
+ *
+ * # Errors
+ * As for `entitle_engine_check_customers`.
+ *
+ * # Safety
+ * As for `entitle_engine_check_customers`.
+ */
+entitle_result entitle_engine_check_customers_at(const struct entitle_engine *engine,
+                                                 struct entitle_feature feature,
+                                                 const uint8_t *ids,
+                                                 size_t ids_len,
+                                                 const size_t *ends,
+                                                 size_t count,
+                                                 int64_t at,
+                                                 struct entitle_decision *out);
+
+/**
+ * Decides many features for one customer now, in one call: `out[i]` receives the decision for
+ * `features[i]`. The customer is found once. Every decision comes from the same content version.
+ *
+ * # Errors
+ * `NULL_PARAMETER` (`engine` NULL, `customer` NULL with a non-zero length, `features` or `out`
+ * NULL while `count` is not 0), `INVALID_PARAMETER`, `INVALID_UTF8` (the customer id), `PANIC`.
+ * On error nothing is written to `out`.
+ *
+ * # Safety
+ * `engine` must be NULL or a live engine; `customer` valid for reading `customer_len` bytes,
+ * `features` for reading `count` handles and `out` for writing `count` `entitle_decision`s during
+ * the call; the caller owns them. Safe to call concurrently from any number of threads.
+ */
+entitle_result entitle_engine_check_features(const struct entitle_engine *engine,
+                                             const uint8_t *customer,
+                                             size_t customer_len,
+                                             const struct entitle_feature *features,
+                                             size_t count,
+                                             struct entitle_decision *out);
+
+/**
+ * Like `entitle_engine_check_features`, at unix time `at` (seconds).
+ *
+ * # Errors
+ * As for `entitle_engine_check_features`.
+ *
+ * # Safety
+ * As for `entitle_engine_check_features`.
+ */
+entitle_result entitle_engine_check_features_at(const struct entitle_engine *engine,
+                                                const uint8_t *customer,
+                                                size_t customer_len,
+                                                const struct entitle_feature *features,
+                                                size_t count,
+                                                int64_t at,
+                                                struct entitle_decision *out);
 
 /**
  * The library's version as a NUL-terminated static string, e.g. `"0.1.0"`.

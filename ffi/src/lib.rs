@@ -13,6 +13,10 @@
 //! - The hot path ([`entitle_engine_enabled`], [`entitle_engine_limit`], [`entitle_engine_allows`],
 //!   [`entitle_engine_check`] and their `_at` variants) crosses once per check, takes no lock,
 //!   allocates nothing and touches no JSON.
+//! - A feature key can be resolved once into an [`entitle_feature`] (a plain value, nothing to
+//!   free) with [`entitle_engine_feature`]; the `entitle_engine_feature_*` lookups take it instead of
+//!   the key, and [`entitle_engine_check_customers`] / [`entitle_engine_check_features`] answer many
+//!   customers (or many features) in one call, into caller-owned arrays.
 //! - Every export runs inside a panic boundary: a panic becomes [`entitle_result::Panic`] (or the
 //!   fail-closed answer for the calls that return a plain value), never an unwind into C.
 //! - A failing call leaves a detailed message for the calling thread, read with
@@ -24,6 +28,7 @@
 
 mod engine;
 mod error;
+mod handle;
 mod info;
 mod input;
 mod list;
@@ -31,6 +36,7 @@ mod sync;
 
 pub use engine::*;
 pub use error::*;
+pub use handle::*;
 pub use info::*;
 pub use list::*;
 pub use sync::*;

@@ -123,6 +123,8 @@ pub struct Snapshot {
     /// compares two words instead of calling memcmp.
     feature_probes: Box<[FeatureProbe]>,
     profiles: ProfileSet,
+    /// Identifies the feature list (keys in order): see [`feature_table_id`].
+    feature_table: u64,
     customer_count: usize,
     slots_at: usize,
     slot_count: usize,
@@ -278,6 +280,7 @@ impl Snapshot {
             .collect();
 
         let (version, created_at, checksum) = (h.version, h.created_at, h.checksum);
+        let feature_table = feature_table_id(features.iter().map(|f| f.key.as_str()));
         let snap = Snapshot {
             bytes,
             version,
@@ -287,6 +290,7 @@ impl Snapshot {
             feature_slots,
             feature_probes,
             profiles,
+            feature_table,
             customer_count: n,
             slots_at,
             slot_count: s_count,
@@ -487,6 +491,24 @@ impl Snapshot {
         &self.profiles
     }
 
+    /// The identity of the feature list (keys in order), which feature handles compare against: equal
+    /// identities mean equal lists, so an index resolved in one snapshot means the same feature in
+    /// the other.
+    #[inline(always)]
+    pub(crate) fn feature_table(&self) -> u64 {
+        self.feature_table
+    }
+
+    /// Starts loading the cache lines of the slot where the search for a customer with this hash
+    /// starts, without waiting for them: a batch issues these for several customers, so that their
+    /// cache misses overlap, before it searches.
+    #[inline(always)]
+    pub(crate) fn prefetch_customer(&self, hash: u64) {
+        let at = self.slots_at + home_slot(hash, self.slot_count) * SLOT_REC;
+        crate::handle::prefetch(self.bytes.as_ptr().wrapping_add(at));
+        crate::handle::prefetch(self.bytes.as_ptr().wrapping_add(at + SLOT_REC - 1));
+    }
+
     /// The index of the feature with this key.
     #[inline]
     pub(crate) fn feature(&self, key: &[u8]) -> Option<usize> {
@@ -581,6 +603,20 @@ struct FeatureProbe {
     index: u32,
     len: usize,
     head: [u64; 2],
+}
+
+/// The identity of a feature list: XXH64 over each key's length and bytes, in order, never 0 (0 is
+/// what a zero-initialized C handle holds, and must never match a snapshot).
+///
+/// Two different lists get the same identity with probability 2^-64 (feature lists come from the
+/// publisher, not from requests, so nobody chooses them to collide).
+pub(crate) fn feature_table_id<'a>(keys: impl Iterator<Item = &'a str>) -> u64 {
+    let mut buf = Vec::new();
+    for k in keys {
+        buf.extend_from_slice(&(k.len() as u64).to_le_bytes());
+        buf.extend_from_slice(k.as_bytes());
+    }
+    xxh64(&buf, 0x656e_7469_746c_6566).max(1)
 }
 
 /// The first 16 bytes of `key`, zero-padded, as two words.

@@ -9,6 +9,15 @@
  * `expected` is compared. Invalid files: loading must fail with ENTITLE_RESULT_INVALID_CATALOG and a
  * detail that starts with `expect_error` followed by ':'.
  * Each case (and each invalid file) counts as one check.
+ *
+ * Then the handle and batch paths: every case again through an entitle_feature resolved on the engine,
+ * one resolved before a swap on an engine whose snapshot has none of the features (re-resolved by
+ * key), and one resolved on an engine with the same features in reverse order (another index), each
+ * through entitle_engine_feature_check_at / _enabled_at / _limit_at / _allows_at; a handle used on the
+ * engine without the features answers FEATURE_NOT_FOUND; and, per case, one
+ * entitle_engine_check_customers_at over every customer of the file and one
+ * entitle_engine_check_features_at over every feature of the file, each answer compared with
+ * entitle_engine_check_at. Each case counts as one more check.
  */
 #include <dirent.h>
 #include <inttypes.h>
@@ -210,6 +219,158 @@ static bool run_case(const entitle_engine *e, const char *file, const json_value
     return ok;
 }
 
+/* The catalog's features (raw JSON items) in reverse order, no products or customers, as catalog JSON
+ * (malloc'd). */
+static char *reversed_features_catalog(const json_value *catalog) {
+    const json_value *features = json_get(catalog, "features");
+    size_t cap = 32;
+    for (size_t i = 0; features && i < features->n; i++) cap += features->items[i]->raw_len + 1;
+    char *out = malloc(cap);
+    if (out == NULL) return NULL;
+    size_t len = (size_t)snprintf(out, cap, "{\"features\":[");
+    for (size_t k = 0; features && k < features->n; k++) {
+        const json_value *f = features->items[features->n - 1 - k];
+        if (k > 0) out[len++] = ',';
+        memcpy(out + len, f->raw, f->raw_len);
+        len += f->raw_len;
+    }
+    snprintf(out + len, cap - len, "]}");
+    return out;
+}
+
+static entitle_feature resolve(const entitle_engine *e, const json_value *feature) {
+    entitle_feature h = {0};
+    entitle_result r = entitle_engine_feature(e, (const uint8_t *)feature->str, feature->str_len, &h);
+    CHECKF(r == ENTITLE_RESULT_OK, "feature %s: %s", feature->str, last_error());
+    return h;
+}
+
+/* One case through a handle: every lookup agrees with the decision `want` of check_at. */
+static bool handle_agrees(const entitle_engine *e, entitle_feature h, const json_value *c,
+                          const entitle_decision *want, const char *how, const char *file) {
+    const json_value *customer = json_get(c, "customer");
+    const json_value *usage = json_get(c, "usage");
+    const json_value *requested = json_get(c, "requested");
+    int64_t at = 0;
+    json_int64(json_get(c, "at"), &at);
+    const uint8_t *cu = (const uint8_t *)customer->str;
+    size_t cl = customer->str_len;
+    entitle_decision d;
+    bool ok = entitle_engine_feature_check_at(e, h, cu, cl, at, &d) == ENTITLE_RESULT_OK &&
+              same_decision(&d, want) &&
+              entitle_engine_feature_enabled_at(e, h, cu, cl, at) == want->enabled &&
+              entitle_engine_feature_limit_at(e, h, cu, cl, at) ==
+                  (want->feature_type == ENTITLE_FEATURE_TYPE_LIMIT ? want->value : 0);
+    if (usage != NULL) {
+        uint64_t u = 0, q = 1;
+        json_uint64(usage, &u);
+        if (requested != NULL) json_uint64(requested, &q);
+        const json_value *feature = json_get(c, "feature");
+        bool allowed = entitle_engine_allows_at(e, cu, cl, (const uint8_t *)feature->str,
+                                                feature->str_len, u, q, at);
+        ok = ok && entitle_engine_feature_allows_at(e, h, cu, cl, u, q, at) == allowed;
+    }
+    if (!ok) {
+        const json_value *name = json_get(c, "name");
+        fprintf(stderr, "FAIL %s: %s: through a handle %s\n", file,
+                name && name->type == JSON_STRING ? name->str : "(unnamed)", how);
+    }
+    return ok;
+}
+
+/* The handle and batch paths for every case of a file (see the comment at the top). */
+static void run_handle_paths(const entitle_engine *e, const json_value *catalog,
+                             const json_value *cases, const char *file) {
+    entitle_engine *none = NULL, *reversed = NULL;
+    const char *no_features = "{\"features\":[]}";
+    CHECK_RESULT(entitle_engine_from_catalog_json(STR(no_features), &none), ENTITLE_RESULT_OK);
+    char *rev = reversed_features_catalog(catalog);
+    CHECK(rev != NULL);
+    if (rev != NULL) {
+        CHECK_RESULT(entitle_engine_from_catalog_json(STR(rev), &reversed), ENTITLE_RESULT_OK);
+    }
+    free(rev);
+    size_t n = cases->n;
+    /* Every customer of the file packed end to end, and every feature's handle. */
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) total += json_get(cases->items[i], "customer")->str_len;
+    uint8_t *ids = malloc(total + 1);
+    size_t *ends = malloc(n * sizeof *ends);
+    entitle_feature *handles = malloc(n * sizeof *handles);
+    entitle_decision *out = malloc(n * sizeof *out);
+    size_t at_byte = 0;
+    for (size_t i = 0; i < n && ids && ends && handles; i++) {
+        const json_value *cu = json_get(cases->items[i], "customer");
+        memcpy(ids + at_byte, cu->str, cu->str_len);
+        at_byte += cu->str_len;
+        ends[i] = at_byte;
+        /* Resolved before a swap: on the engine that has none of the features. */
+        handles[i] = none ? resolve(none, json_get(cases->items[i], "feature")) : (entitle_feature){0};
+    }
+    for (size_t i = 0; i < n && ids && ends && handles && out && none && reversed; i++) {
+        const json_value *c = cases->items[i];
+        const json_value *customer = json_get(c, "customer");
+        const json_value *feature = json_get(c, "feature");
+        int64_t at = 0;
+        json_int64(json_get(c, "at"), &at);
+        entitle_decision want;
+        if (entitle_engine_check_at(e, (const uint8_t *)customer->str, customer->str_len,
+                                    (const uint8_t *)feature->str, feature->str_len, at,
+                                    &want) != ENTITLE_RESULT_OK) {
+            CHECKF(0, "%s: case %zu: check_at failed", file, i);
+            continue;
+        }
+        bool ok = handle_agrees(e, resolve(e, feature), c, &want, "resolved on the engine", file);
+        ok &= handle_agrees(e, handles[i], c, &want, "resolved before a swap", file);
+        ok &= handle_agrees(e, resolve(reversed, feature), c, &want,
+                            "resolved on reordered features", file);
+        entitle_decision gone;
+        ok &= entitle_engine_feature_check_at(none, resolve(e, feature),
+                                              (const uint8_t *)customer->str, customer->str_len,
+                                              at, &gone) == ENTITLE_RESULT_OK &&
+              gone.reason == ENTITLE_REASON_FEATURE_NOT_FOUND &&
+              gone.feature_type == ENTITLE_FEATURE_TYPE_UNKNOWN && !gone.enabled;
+
+        /* This feature for every customer of the file. */
+        entitle_result r = entitle_engine_check_customers_at(e, resolve(e, feature), ids, total,
+                                                             ends, n, at, out);
+        ok &= r == ENTITLE_RESULT_OK;
+        for (size_t j = 0; j < n && r == ENTITLE_RESULT_OK; j++) {
+            const json_value *cj = json_get(cases->items[j], "customer");
+            entitle_decision single;
+            entitle_engine_check_at(e, (const uint8_t *)cj->str, cj->str_len,
+                                    (const uint8_t *)feature->str, feature->str_len, at, &single);
+            if (!same_decision(&out[j], &single)) {
+                fprintf(stderr, "FAIL %s: case %zu: check_customers_at differs for customer %zu\n",
+                        file, i, j);
+                ok = false;
+            }
+        }
+        /* Every feature of the file (handles from before the swap) for this customer. */
+        r = entitle_engine_check_features_at(e, (const uint8_t *)customer->str, customer->str_len,
+                                             handles, n, at, out);
+        ok &= r == ENTITLE_RESULT_OK;
+        for (size_t j = 0; j < n && r == ENTITLE_RESULT_OK; j++) {
+            const json_value *fj = json_get(cases->items[j], "feature");
+            entitle_decision single;
+            entitle_engine_check_at(e, (const uint8_t *)customer->str, customer->str_len,
+                                    (const uint8_t *)fj->str, fj->str_len, at, &single);
+            if (!same_decision(&out[j], &single)) {
+                fprintf(stderr, "FAIL %s: case %zu: check_features_at differs for feature %zu\n",
+                        file, i, j);
+                ok = false;
+            }
+        }
+        CHECKF(ok, "%s: case %zu through handles and batches", file, i);
+    }
+    free(ids);
+    free(ends);
+    free(handles);
+    free(out);
+    entitle_engine_free(none);
+    entitle_engine_free(reversed);
+}
+
 static void run_valid(const char *path, const char *file) {
     char *text = NULL;
     json_value *doc = load_json(path, &text);
@@ -228,6 +389,7 @@ static void run_valid(const char *path, const char *file) {
             for (size_t i = 0; i < cases->n; i++) {
                 CHECKF(run_case(e, file, cases->items[i]), "%s: case %zu", file, i);
             }
+            run_handle_paths(e, catalog, cases, file);
             entitle_engine_free(e);
         }
     }

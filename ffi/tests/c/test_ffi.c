@@ -621,6 +621,132 @@ static void test_last_error(void) {
     CHECK(strncmp(last_error(), want, strlen(want)) == 0);
 }
 
+/* Feature handles and batch calls: answers, swaps, misuse. */
+static void test_handles(void) {
+    blob v1 = fixture("v1.snap");
+    entitle_engine *e = engine_from(v1);
+    entitle_feature sso, projects, later;
+    CHECK_RESULT(entitle_engine_feature(e, STR("sso"), &sso), ENTITLE_RESULT_OK);
+    CHECK_RESULT(entitle_engine_feature(e, STR("projects"), &projects), ENTITLE_RESULT_OK);
+    CHECK_RESULT(entitle_engine_feature(e, STR("later"), &later), ENTITLE_RESULT_OK);
+
+    /* Single lookups through a handle. */
+    CHECK(entitle_engine_feature_enabled(e, sso, STR("cus_pro")));
+    CHECK(entitle_engine_feature_enabled_at(e, sso, STR("cus_cancelling"), CANCEL_AT - 1));
+    CHECK(!entitle_engine_feature_enabled_at(e, sso, STR("cus_cancelling"), CANCEL_AT));
+    CHECK(entitle_engine_feature_limit(e, projects, STR("cus_pro")) == 50);
+    CHECK(entitle_engine_feature_limit_at(e, projects, STR("cus_nobody"), AT) == 3);
+    CHECK(entitle_engine_feature_limit_at(e, sso, STR("cus_pro"), AT) == 0); /* a flag */
+    CHECK(entitle_engine_feature_allows(e, projects, STR("cus_pro"), 49, 1));
+    CHECK(!entitle_engine_feature_allows_at(e, projects, STR("cus_pro"), 50, 1, AT));
+    entitle_decision d;
+    CHECK_RESULT(entitle_engine_feature_check(e, projects, STR("cus_pro"), &d), ENTITLE_RESULT_OK);
+    CHECK(d.value == 50 && d.reason == ENTITLE_REASON_SUBSCRIPTION && d.version == 1);
+    CHECK_RESULT(entitle_engine_feature_check_at(e, later, STR("cus_pro"), AT, &d),
+                 ENTITLE_RESULT_OK);
+    CHECK(d.reason == ENTITLE_REASON_FEATURE_NOT_FOUND && !d.enabled);
+
+    /* Misuse: false / 0 for plain answers, codes for the rest; out untouched on error. */
+    entitle_feature zero = {0};
+    CHECK(!entitle_engine_feature_enabled(e, zero, STR("cus_pro")));
+    CHECK_RESULT(entitle_engine_feature_check_at(e, zero, STR("cus_pro"), AT, &d), ENTITLE_RESULT_OK);
+    CHECK(d.reason == ENTITLE_REASON_FEATURE_NOT_FOUND);
+    CHECK(!entitle_engine_feature_enabled(NULL, sso, STR("cus_pro")));
+    CHECK(!entitle_engine_feature_enabled(e, sso, NULL, 3));
+    CHECK(entitle_engine_feature_limit(e, projects, NULL, 3) == 0);
+    CHECK_RESULT(entitle_engine_feature(NULL, STR("sso"), &later), ENTITLE_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(entitle_engine_feature(e, STR("sso"), NULL), ENTITLE_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(entitle_engine_feature(e, STR("\xff"), &later), ENTITLE_RESULT_INVALID_UTF8);
+    CHECK_RESULT(entitle_engine_feature(e, NULL, 2, &later), ENTITLE_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(entitle_engine_feature_check(e, sso, STR("\xff"), &d), ENTITLE_RESULT_INVALID_UTF8);
+    CHECK_RESULT(entitle_engine_feature_check(e, sso, STR("cus_pro"), NULL),
+                 ENTITLE_RESULT_NULL_PARAMETER);
+
+    /* Many customers, one feature: the ids packed end to end. */
+    const char *ids = "cus_procus_nobodycus_enterprise";
+    size_t ends[] = {7, 17, 31};
+    entitle_decision out[3];
+    memset(out, 0, sizeof out);
+    CHECK_RESULT(entitle_engine_check_customers_at(e, projects, (const uint8_t *)ids, strlen(ids),
+                                                   ends, 3, AT, out),
+                 ENTITLE_RESULT_OK);
+    CHECK(out[0].value == 50 && out[1].value == 3 && out[1].reason == ENTITLE_REASON_CUSTOMER_NOT_FOUND &&
+          out[2].unlimited);
+    CHECK_RESULT(entitle_engine_check_customers(e, sso, (const uint8_t *)ids, strlen(ids), ends, 3,
+                                                out),
+                 ENTITLE_RESULT_OK);
+    CHECK(out[0].enabled && !out[1].enabled && out[2].enabled);
+    /* Zero customers: NULL arrays are fine. */
+    CHECK_RESULT(entitle_engine_check_customers(e, sso, NULL, 0, NULL, 0, NULL), ENTITLE_RESULT_OK);
+    /* Bad ends: decreasing, or past ids_len. Nothing written. */
+    size_t decreasing[] = {7, 5, 31};
+    size_t past[] = {7, 17, 32};
+    out[0].value = 12345;
+    CHECK_RESULT(entitle_engine_check_customers(e, projects, (const uint8_t *)ids, strlen(ids),
+                                                decreasing, 3, out),
+                 ENTITLE_RESULT_INVALID_PARAMETER);
+    CHECK_RESULT(entitle_engine_check_customers(e, projects, (const uint8_t *)ids, strlen(ids), past,
+                                                3, out),
+                 ENTITLE_RESULT_INVALID_PARAMETER);
+    CHECK(out[0].value == 12345);
+    CHECK_RESULT(entitle_engine_check_customers(e, projects, (const uint8_t *)ids, strlen(ids), NULL,
+                                                3, out),
+                 ENTITLE_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(entitle_engine_check_customers(e, projects, (const uint8_t *)ids, strlen(ids), ends,
+                                                3, NULL),
+                 ENTITLE_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(entitle_engine_check_customers(e, projects, (const uint8_t *)ids, strlen(ids), ends,
+                                                SIZE_MAX, out),
+                 ENTITLE_RESULT_INVALID_PARAMETER);
+    CHECK_RESULT(entitle_engine_check_customers(NULL, projects, (const uint8_t *)ids, strlen(ids),
+                                                ends, 3, out),
+                 ENTITLE_RESULT_NULL_PARAMETER);
+
+    /* One customer, many features. */
+    entitle_feature many[] = {sso, projects, later, zero};
+    entitle_decision four[4];
+    CHECK_RESULT(entitle_engine_check_features_at(e, STR("cus_pro"), many, 4, AT, four),
+                 ENTITLE_RESULT_OK);
+    CHECK(four[0].enabled && four[1].value == 50 &&
+          four[2].reason == ENTITLE_REASON_FEATURE_NOT_FOUND &&
+          four[3].reason == ENTITLE_REASON_FEATURE_NOT_FOUND);
+    CHECK_RESULT(entitle_engine_check_features(e, STR("cus_nobody"), many, 2, four),
+                 ENTITLE_RESULT_OK);
+    CHECK(!four[0].enabled && four[1].value == 3 &&
+          four[1].reason == ENTITLE_REASON_CUSTOMER_NOT_FOUND);
+    CHECK_RESULT(entitle_engine_check_features(e, STR("\xff"), many, 2, four),
+                 ENTITLE_RESULT_INVALID_UTF8);
+    CHECK_RESULT(entitle_engine_check_features(e, STR("cus_pro"), NULL, 2, four),
+                 ENTITLE_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(entitle_engine_check_features(e, STR("cus_pro"), NULL, 0, NULL), ENTITLE_RESULT_OK);
+
+    /* Swaps: a snapshot that reorders, removes and adds features. The handles follow their keys. */
+    const char *reordered = "{\"features\": [{\"key\": \"later\", \"type\": \"flag\", \"default\": true},"
+                            " {\"key\": \"projects\", \"type\": \"limit\", \"default\": 8}]}";
+    char path[4096];
+    snprintf(path, sizeof path, "%s/swap.json", fixture_dir);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (f != NULL) {
+        fputs(reordered, f);
+        fclose(f);
+    }
+    CHECK_RESULT(entitle_engine_replace_file(e, STR(path)), ENTITLE_RESULT_OK);
+    CHECK(entitle_engine_feature_limit(e, projects, STR("cus_pro")) == 8);
+    CHECK(entitle_engine_feature_enabled(e, later, STR("cus_pro")));
+    CHECK_RESULT(entitle_engine_feature_check(e, sso, STR("cus_pro"), &d), ENTITLE_RESULT_OK);
+    CHECK(d.reason == ENTITLE_REASON_FEATURE_NOT_FOUND && d.value == 0 && !d.enabled);
+    CHECK(!entitle_engine_feature_enabled(e, sso, STR("cus_pro")));
+    CHECK(entitle_engine_feature_limit(e, sso, STR("cus_pro")) == 0);
+    /* And back: the handles resolved before both swaps still answer for their keys. */
+    CHECK_RESULT(entitle_engine_replace_snapshot(e, (const uint8_t *)v1.bytes, v1.len),
+                 ENTITLE_RESULT_OK);
+    CHECK(entitle_engine_feature_limit(e, projects, STR("cus_pro")) == 50);
+    CHECK(entitle_engine_feature_enabled(e, sso, STR("cus_pro")));
+    entitle_engine_free(e);
+    free(v1.bytes);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s FIXTURE_DIR\n", argv[0]);
@@ -640,6 +766,7 @@ int main(int argc, char **argv) {
     free(snap.bytes);
     test_list_outlives_engine();
     test_updates();
+    test_handles();
     test_last_error();
     return report("ffi-api");
 }
