@@ -118,17 +118,8 @@ enum Command {
         #[arg(long)]
         new_lineage: bool,
     },
-    /// Serve an edge directory over HTTP (GET/HEAD, ETag, long-poll) for local use and tests.
-    Serve {
-        /// The edge directory.
-        dir: PathBuf,
-        /// The address to listen on (port 0 picks a free port; the first output line names it).
-        #[arg(long, default_value = "127.0.0.1:8787")]
-        addr: String,
-        /// A file holding the bearer token every request must carry.
-        #[arg(long)]
-        token_file: Option<PathBuf>,
-    },
+    /// Serve an edge directory over HTTP (GET/HEAD, ETag, long-poll) and the customer-state API.
+    Serve(serve::Args),
     /// Run a syncing engine and print one JSON line at start and whenever the answer or the sync
     /// state changes.
     Watch {
@@ -316,14 +307,7 @@ fn run(command: Command) -> Result<(), String> {
             });
             print_line(&info.to_string())
         }
-        Command::Serve {
-            dir,
-            addr,
-            token_file,
-        } => {
-            let token = token_file.map(|f| read_token(&f)).transpose()?;
-            serve::serve(&dir, &addr, token)
-        }
+        Command::Serve(args) => serve::run(args),
         Command::Watch {
             url,
             customer,

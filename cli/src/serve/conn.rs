@@ -1,0 +1,265 @@
+//! The hardened HTTP/1.1 connection loop shared by the CLI's servers (`entitle serve` and any other
+//! server of the `entitle` binary): accept, cap, time out, evict and shut down connections in front
+//! of an axum [`Router`].
+//!
+//! What an idle or slow client can do is bounded:
+//! - a request head must arrive whole within [`Limits::header_timeout`] (one deadline for the whole
+//!   head, not per read; it also bounds how long a keep-alive connection may sit idle between
+//!   requests), and is at most [`Limits::max_head_bytes`] bytes and [`Limits::max_headers`] headers;
+//! - a connection is *pending* until it sends a request the application trusts (for the edge: one
+//!   that carries the token). At most [`Limits::max_pending`] connections are pending; beyond that,
+//!   or when all [`Limits::max_connections`] are taken, the oldest pending connection is closed to
+//!   make room. Connections that hold no trusted request can therefore never lock a real client out;
+//!   only when every connection is trusted is a new one refused (`503`).
+//!
+//! Shutdown: once the shutdown signal fires, the listener is closed, every connection finishes the
+//! request it is serving (handlers see the same signal and answer at once) and closes; whatever is
+//! still open after [`Limits::shutdown_timeout`] is dropped.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use hyper::body::Incoming;
+use hyper::Request;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+use tower::ServiceExt;
+
+/// Bounds on what connections may hold.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Connections open at once (trusted and pending together).
+    pub max_connections: usize,
+    /// Connections that have not yet sent a trusted request.
+    pub max_pending: usize,
+    /// Deadline for a whole request head, counted from the first moment the server waits for it.
+    pub header_timeout: Duration,
+    /// Largest request head in bytes (at least 8192).
+    pub max_head_bytes: usize,
+    /// Most header fields in a request head.
+    pub max_headers: usize,
+    /// How long shutdown waits for connections to finish.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 50_000,
+            max_pending: 1024,
+            header_timeout: Duration::from_secs(10),
+            max_head_bytes: 16 * 1024,
+            max_headers: 64,
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Connection counters, read by the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct ConnStats {
+    /// Connections open now.
+    pub open: AtomicU64,
+    /// Connections open now that have not sent a trusted request yet.
+    pub pending: AtomicU64,
+    /// Connections accepted since start.
+    pub accepted: AtomicU64,
+    /// Pending connections closed to make room for new ones.
+    pub evicted: AtomicU64,
+    /// Connections refused because every slot held a trusted connection.
+    pub refused: AtomicU64,
+    /// Accept calls that failed (for example when out of file descriptors).
+    pub accept_errors: AtomicU64,
+}
+
+/// The peer address of the connection a request arrived on (a request extension).
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub SocketAddr);
+
+/// Decides from a request head whether its connection is trusted (no longer pending).
+pub type Trust = Arc<dyn Fn(&Request<Incoming>) -> bool + Send + Sync>;
+
+/// Pending connections, oldest first, each with the signal that closes it.
+#[derive(Default)]
+struct Pending {
+    next_id: u64,
+    conns: BTreeMap<u64, Arc<Notify>>,
+}
+
+struct Shared {
+    stats: Arc<ConnStats>,
+    pending: Mutex<Pending>,
+    all_closed: Notify,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Closes the oldest pending connection; false when none is pending.
+    fn evict_oldest(&self) -> bool {
+        let oldest = self.lock().conns.pop_first();
+        match oldest {
+            Some((_, close)) => {
+                self.stats.pending.fetch_sub(1, Ordering::AcqRel);
+                self.stats.evicted.fetch_add(1, Ordering::Relaxed);
+                close.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes a connection out of the pending set; false when it was already evicted.
+    fn promote(&self, id: u64) -> bool {
+        let removed = self.lock().conns.remove(&id).is_some();
+        if removed {
+            self.stats.pending.fetch_sub(1, Ordering::AcqRel);
+        }
+        removed
+    }
+}
+
+const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n\
+content-length: 21\r\nretry-after: 1\r\nconnection: close\r\n\r\ntoo many connections\n";
+
+/// Serves `app` on `listener` until `shutdown` turns true, then shuts down gracefully (see the
+/// module documentation). Returns once every connection is closed or the shutdown timeout passed.
+pub async fn run(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    trust: Trust,
+    stats: Arc<ConnStats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let shared = Arc::new(Shared {
+        stats,
+        pending: Mutex::new(Pending::default()),
+        all_closed: Notify::new(),
+    });
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_head_bytes.max(8192))
+        .max_headers(limits.max_headers)
+        .half_close(false)
+        .keep_alive(true);
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = wait_true(&mut shutdown) => break,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(_) => {
+                // Out of descriptors or a connection reset before accept: pause instead of spinning.
+                shared.stats.accept_errors.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let open = shared.stats.open.load(Ordering::Acquire) as usize;
+        let pending = shared.stats.pending.load(Ordering::Acquire) as usize;
+        if (open >= limits.max_connections || pending >= limits.max_pending)
+            && !shared.evict_oldest()
+        {
+            shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+            let _ = stream.try_write(REFUSED);
+            continue;
+        }
+        shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        shared.stats.open.fetch_add(1, Ordering::AcqRel);
+        shared.stats.pending.fetch_add(1, Ordering::AcqRel);
+        let close = Arc::new(Notify::new());
+        let id = {
+            let mut p = shared.lock();
+            let id = p.next_id;
+            p.next_id += 1;
+            p.conns.insert(id, Arc::clone(&close));
+            id
+        };
+        tokio::spawn(connection(
+            stream,
+            Peer(peer),
+            id,
+            close,
+            http.clone(),
+            app.clone(),
+            Arc::clone(&trust),
+            Arc::clone(&shared),
+            shutdown.clone(),
+        ));
+    }
+    drop(listener);
+    let drained = async {
+        loop {
+            let closed = shared.all_closed.notified();
+            if shared.stats.open.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            closed.await;
+        }
+    };
+    let _ = tokio::time::timeout(limits.shutdown_timeout, drained).await;
+}
+
+/// Resolves once the watched flag is true (or its sender is gone).
+pub async fn wait_true(flag: &mut watch::Receiver<bool>) {
+    let _ = flag.wait_for(|v| *v).await;
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn connection(
+    stream: TcpStream,
+    peer: Peer,
+    id: u64,
+    close: Arc<Notify>,
+    http: hyper::server::conn::http1::Builder,
+    app: Router,
+    trust: Trust,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let trusted = Arc::new(AtomicBool::new(false));
+    let service = {
+        let shared = Arc::clone(&shared);
+        let trusted = Arc::clone(&trusted);
+        hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            if !trusted.load(Ordering::Relaxed) && trust(&req) {
+                trusted.store(true, Ordering::Relaxed);
+                shared.promote(id);
+            }
+            req.extensions_mut().insert(peer);
+            app.clone().oneshot(req)
+        })
+    };
+    let conn = http.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let mut shutting_down = false;
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => break,
+            _ = close.notified() => break,
+            _ = wait_true(&mut shutdown), if !shutting_down => {
+                shutting_down = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+    // An evicted connection was already taken out of the pending set.
+    if !trusted.load(Ordering::Relaxed) {
+        shared.promote(id);
+    }
+    if shared.stats.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+        shared.all_closed.notify_waiters();
+    }
+}

@@ -1,0 +1,188 @@
+//! The served manifest as last read from disk, shared with long-polls through a watch channel, and
+//! the engine kept at the snapshot that manifest names.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use entitle_core::edge::{Manifest, MANIFEST_FILE, MAX_MANIFEST_BYTES};
+use entitle_core::hash::xxh64;
+use entitle_core::{Engine, Snapshot};
+use tokio::sync::watch;
+
+use super::files;
+use super::metrics::Metrics;
+
+/// How often the manifest is checked for changes.
+pub const WATCH_EVERY: Duration = Duration::from_millis(10);
+
+/// The manifest being served.
+#[derive(Debug, Default)]
+pub struct Current {
+    /// Its bytes, when it could be read (a symbolic link, a special file or more than 1 MiB cannot).
+    pub body: Option<Bytes>,
+    /// Its ETag: the content hash in quotes.
+    pub etag: Option<String>,
+    /// The parsed manifest, when valid.
+    pub manifest: Option<Manifest>,
+    /// Why there is no valid manifest.
+    pub error: Option<String>,
+}
+
+/// (modified, length, inode, is a regular file) of the manifest when it was last read.
+type Stamp = (SystemTime, u64, u64, bool);
+
+/// Re-reads the manifest when its directory entry changed and publishes it when its content did.
+pub struct Watcher {
+    root: PathBuf,
+    stamp: Mutex<Option<Stamp>>,
+    tx: watch::Sender<Arc<Current>>,
+    metrics: Arc<Metrics>,
+}
+
+fn stamp_of(path: &std::path::Path) -> Option<Stamp> {
+    let m = std::fs::symlink_metadata(path).ok()?;
+    #[cfg(unix)]
+    let ino = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let ino = 0;
+    Some((
+        m.modified().unwrap_or(UNIX_EPOCH),
+        m.len(),
+        ino,
+        m.file_type().is_file(),
+    ))
+}
+
+impl Watcher {
+    /// A watcher of `root/manifest.json` (`root` canonical), read once now.
+    pub fn new(root: PathBuf, metrics: Arc<Metrics>) -> Arc<Watcher> {
+        let (tx, _) = watch::channel(Arc::new(Current::default()));
+        let w = Arc::new(Watcher {
+            root,
+            stamp: Mutex::new(None),
+            tx,
+            metrics,
+        });
+        w.refresh();
+        w
+    }
+
+    /// A receiver of every change of the manifest's content.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Current>> {
+        self.tx.subscribe()
+    }
+
+    /// The manifest being served.
+    pub fn current(&self) -> Arc<Current> {
+        Arc::clone(&self.tx.borrow())
+    }
+
+    /// Checks the manifest's directory entry; re-reads it when that changed (cheap when not).
+    pub fn refresh(&self) {
+        let mut stamp = self.stamp.lock().unwrap_or_else(|e| e.into_inner());
+        let now = stamp_of(&self.root.join(MANIFEST_FILE));
+        if *stamp == now && now.is_some() {
+            return;
+        }
+        *stamp = now;
+        let body = files::read(&self.root, MANIFEST_FILE, MAX_MANIFEST_BYTES as u64).ok();
+        let etag = body.as_deref().map(|b| format!("\"{:016x}\"", xxh64(b, 0)));
+        if etag == self.tx.borrow().etag {
+            return;
+        }
+        let (manifest, error) = match body.as_deref().map(Manifest::from_json) {
+            Some(Ok(m)) => (Some(m), None),
+            Some(Err(e)) => (None, Some(e.to_string())),
+            None => (
+                None,
+                Some("no readable manifest.json (missing, a link, not a regular file, or larger than 1 MiB)".to_owned()),
+            ),
+        };
+        let (version, created) = manifest
+            .as_ref()
+            .map_or((-1, -1), |m| (m.version as i64, m.created_at));
+        self.metrics
+            .manifest_version
+            .store(version, Ordering::Relaxed);
+        self.metrics
+            .manifest_created_at
+            .store(created, Ordering::Relaxed);
+        self.tx.send_replace(Arc::new(Current {
+            body: body.map(Bytes::from),
+            etag,
+            manifest,
+            error,
+        }));
+    }
+
+    /// Checks the manifest every [`WATCH_EVERY`] until the watcher is the last owner.
+    pub async fn run(self: Arc<Watcher>) {
+        let mut tick = tokio::time::interval(WATCH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.refresh();
+        }
+    }
+
+    /// Keeps `engine` at the snapshot the manifest names: loads it (bounded by the manifest's size,
+    /// verified against its version and checksum) whenever a valid manifest names other content.
+    /// Failures are kept in `last_error` and retried at the next manifest change or every second.
+    pub async fn feed(
+        self: Arc<Watcher>,
+        engine: Arc<Engine>,
+        last_error: Arc<Mutex<Option<String>>>,
+    ) {
+        let mut rx = self.subscribe();
+        loop {
+            let current = Arc::clone(&rx.borrow_and_update());
+            if let Some(m) = &current.manifest {
+                let (root, entry) = (self.root.clone(), m.snapshot.clone());
+                let target = Arc::clone(&engine);
+                let loaded = tokio::task::spawn_blocking(move || {
+                    let view = target.view();
+                    if view.version() == entry.version && view.checksum() == entry.checksum {
+                        return Ok(());
+                    }
+                    let bytes = files::read(&root, &entry.path, entry.bytes)
+                        .map_err(|e| format!("{}: {e:?}", entry.path))?;
+                    let snap =
+                        Snapshot::from_bytes(bytes).map_err(|e| format!("{}: {e}", entry.path))?;
+                    if snap.version() != entry.version || snap.checksum() != entry.checksum {
+                        return Err(format!(
+                            "{}: version {} checksum {:016x}, the manifest says {} {:016x}",
+                            entry.path,
+                            snap.version(),
+                            snap.checksum(),
+                            entry.version,
+                            entry.checksum
+                        ));
+                    }
+                    target.replace(snap);
+                    Ok(())
+                })
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+                *last_error.lock().unwrap_or_else(|e| e.into_inner()) = loaded.err();
+            }
+            let failed = last_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some();
+            let retry = async {
+                if failed {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() { return },
+                () = retry => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,650 @@
+//! `entitle serve` as an edge server: refusing links, dotfiles and special files; health, metrics and
+//! the access log; graceful SIGTERM; token files; the customer-state API (against `entitle check`,
+//! and chained through `--upstream`); and, run by scripts/test-edge.sh, idle and slowloris
+//! connections that must not keep an authorized client waiting.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::{entitle, example, TempDir};
+use serde_json::Value;
+
+fn ok(args: &[&str]) -> Value {
+    let out = entitle(args);
+    assert!(
+        out.status.success(),
+        "entitle {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
+/// `entitle serve` on a free port, killed and reaped on drop; stderr lines on a channel.
+struct Server {
+    child: Child,
+    addr: String,
+    stderr: Receiver<String>,
+}
+
+impl Server {
+    fn start(dir: Option<&str>, extra: &[&str]) -> Server {
+        let mut args = vec!["serve", "--addr", "127.0.0.1:0"];
+        args.extend(dir);
+        args.extend_from_slice(extra);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_entitle"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn entitle serve");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let addr = first
+            .trim()
+            .rsplit("http://")
+            .next()
+            .expect("the first line names the address")
+            .to_owned();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Server {
+            child,
+            addr,
+            stderr: rx,
+        }
+    }
+
+    fn get(&self, target: &str, headers: &[(&str, &str)]) -> Response {
+        http(&self.addr, "GET", target, headers)
+    }
+
+    /// The value of an unlabelled metric.
+    fn metric(&self, name: &str, auth: &[(&str, &str)]) -> f64 {
+        let text = String::from_utf8(self.get("/metrics", auth).body).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+            .parse()
+            .unwrap()
+    }
+
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+}
+
+/// One HTTP/1.1 request on its own connection (`Connection: close`), read to the end.
+fn http(addr: &str, method: &str, target: &str, headers: &[(&str, &str)]) -> Response {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    parse(&raw)
+}
+
+fn parse(raw: &[u8]) -> Response {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of head");
+    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect::<Vec<_>>();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v == "chunked")
+    {
+        body = dechunk(&body);
+    }
+    Response {
+        status: status.parse().unwrap(),
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let eol = b.windows(2).position(|w| w == b"\r\n").unwrap();
+        let n = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
+        b = &b[eol + 4 + n..];
+    }
+}
+
+/// A catalog where `cus_a` has `projects` = `n`.
+fn catalog(dir: &TempDir, name: &str, n: u64) -> String {
+    let path = dir.path(name);
+    std::fs::write(
+        &path,
+        format!(
+            r#"{{"features": [{{"key": "projects", "type": "limit", "default": 3}}],
+                "customers": [{{"id": "cus_a", "overrides": {{"projects": {n}}}}}]}}"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Polls `f` every 20 ms for up to 20 s until it returns `Some`.
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn serve_refuses_links_dotfiles_and_special_files() {
+    let dir = TempDir::new("cli-serve");
+    let edge = dir.path("edge");
+    let published = ok(&["publish", &catalog(&dir, "c1.json", 10), "--edge", &edge]);
+    std::fs::write(dir.path("secret.txt"), "outside the edge").unwrap();
+    std::fs::write(dir.path("edge/.env"), "SECRET=1").unwrap();
+    std::fs::create_dir_all(dir.path("edge/.git")).unwrap();
+    std::fs::write(dir.path("edge/.git/config"), "[core]").unwrap();
+    std::fs::write(dir.path("edge/notes.txt"), "not an edge file").unwrap();
+    std::fs::write(dir.path("edge/snapshots/.hidden.snap"), "hidden").unwrap();
+    std::fs::create_dir_all(dir.path("edge/deltas")).unwrap();
+    std::os::unix::fs::symlink(dir.path("secret.txt"), dir.path("edge/deltas/link.delta")).unwrap();
+    let fifo = dir.path("edge/deltas/fifo.delta");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let server = Server::start(Some(&edge), &[]);
+
+    let snap = format!("/{}", published["snapshot"].as_str().unwrap());
+    assert_eq!(server.get(&snap, &[]).status, 200);
+    for path in [
+        "/.env",
+        "/.git/config",
+        "/notes.txt",
+        "/snapshots/.hidden.snap",
+        "/deltas/link.delta",
+        "/deltas/fifo.delta",
+        "/snapshots/../.env",
+    ] {
+        let r = server.get(path, &[]);
+        assert_eq!(r.status, 404, "{path}");
+        assert!(
+            !String::from_utf8_lossy(&r.body).contains("SECRET"),
+            "{path}"
+        );
+        assert!(
+            !String::from_utf8_lossy(&r.body).contains("outside"),
+            "{path}"
+        );
+    }
+
+    // A manifest that is a link to a file outside is not read (nor followed by the snapshot loader).
+    assert_eq!(server.get("/healthz", &[]).status, 200);
+    std::fs::rename(
+        dir.path("edge/manifest.json"),
+        dir.path("real-manifest.json"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(dir.path("secret.txt"), dir.path("edge/manifest.json")).unwrap();
+    eventually("the linked manifest to be dropped", || {
+        (server.get("/healthz", &[]).status == 503).then_some(())
+    });
+    let m = server.get("/manifest.json", &[]);
+    assert_eq!(m.status, 404);
+    assert!(!String::from_utf8_lossy(&m.body).contains("outside"));
+    // A linked snapshots directory is refused too.
+    std::fs::remove_file(dir.path("edge/manifest.json")).unwrap();
+    std::fs::rename(
+        dir.path("real-manifest.json"),
+        dir.path("edge/manifest.json"),
+    )
+    .unwrap();
+    std::fs::rename(dir.path("edge/snapshots"), dir.path("moved-snapshots")).unwrap();
+    std::os::unix::fs::symlink(dir.path("moved-snapshots"), dir.path("edge/snapshots")).unwrap();
+    assert_eq!(server.get(&snap, &[]).status, 404);
+}
+
+#[test]
+fn serve_reports_health_metrics_and_access_log() {
+    let dir = TempDir::new("cli-serve");
+    let edge = dir.path("edge");
+    let token = dir.path("token");
+    std::fs::write(&token, "t0ken\n").unwrap();
+    std::fs::create_dir_all(&edge).unwrap();
+    let server = Server::start(None, &[&edge, "--token-file", &token, "--access-log"]);
+    let auth = [("Authorization", "Bearer t0ken")];
+
+    // Nothing published yet: not ready; /healthz needs no token, /metrics does.
+    let h = server.get("/healthz", &[]);
+    assert_eq!(h.status, 503);
+    assert_eq!(h.json()["status"], "unavailable");
+    assert_eq!(server.get("/metrics", &[]).status, 401);
+
+    ok(&["publish", &catalog(&dir, "c1.json", 10), "--edge", &edge]);
+    let h = eventually("ready", || {
+        let h = server.get("/healthz", &[]);
+        (h.status == 200).then_some(h)
+    });
+    assert_eq!(h.json()["version"], 1);
+    assert_eq!(h.json()["state_version"], 1);
+
+    assert_eq!(server.get("/manifest.json", &auth).status, 200);
+    assert_eq!(server.get("/nope", &auth).status, 404);
+    let m = server.get("/metrics", &auth);
+    assert_eq!(m.status, 200);
+    assert!(m.header("content-type").unwrap().starts_with("text/plain"));
+    let text = String::from_utf8(m.body).unwrap();
+    for needle in [
+        "entitle_edge_connections 1\n",
+        "entitle_edge_long_polls 0\n",
+        "entitle_edge_manifest_version 1\n",
+        "entitle_edge_state_version 1\n",
+        "entitle_edge_requests_total{code=\"200\"}",
+        "entitle_edge_requests_total{code=\"401\"} 1\n",
+        "entitle_edge_requests_total{code=\"404\"} 1\n",
+        "entitle_edge_manifest_age_seconds ",
+        "entitle_edge_response_bytes_total ",
+    ] {
+        assert!(text.contains(needle), "{needle} in\n{text}");
+    }
+
+    let line = eventually("an access log line for /nope", || {
+        server
+            .stderr
+            .try_iter()
+            .find(|l| l.contains("/nope"))
+            .map(|l| serde_json::from_str::<Value>(&l).unwrap())
+    });
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["status"], 404);
+    assert!(line["remote"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(line["ms"].is_number() && line["time"].is_number());
+}
+
+#[test]
+fn sigterm_answers_held_long_polls_and_exits() {
+    let dir = TempDir::new("cli-serve");
+    let edge = dir.path("edge");
+    ok(&["publish", &catalog(&dir, "c1.json", 10), "--edge", &edge]);
+    let mut server = Server::start(Some(&edge), &["--shutdown-timeout", "3"]);
+    let etag = server
+        .get("/manifest.json", &[])
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    let addr = server.addr.clone();
+    let held = std::thread::spawn(move || {
+        let start = Instant::now();
+        let r = http(
+            &addr,
+            "GET",
+            "/manifest.json?wait=25",
+            &[("If-None-Match", &etag)],
+        );
+        (r.status, start.elapsed())
+    });
+    eventually("the long-poll to be held", || {
+        (server.metric("entitle_edge_long_polls", &[]) == 1.0).then_some(())
+    });
+    let sent = Instant::now();
+    server.terminate();
+    let (status, waited) = held.join().unwrap();
+    assert_eq!(status, 304);
+    assert!(waited < Duration::from_secs(20), "answered at shutdown");
+    let exit = eventually("the server to exit", || server.child.try_wait().unwrap());
+    assert!(exit.success(), "{exit:?}");
+    assert!(sent.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn token_files_with_unsendable_tokens_are_refused() {
+    let dir = TempDir::new("cli-serve");
+    let edge = dir.path("edge");
+    std::fs::create_dir_all(&edge).unwrap();
+    for (name, content) in [
+        ("space", &b"two words\n"[..]),
+        ("latin1", "caf\u{e9}".as_bytes()),
+        ("control", b"a\x01b"),
+        ("empty", b"  \n"),
+    ] {
+        let token = dir.path(name);
+        std::fs::write(&token, content).unwrap();
+        let out = entitle(&[
+            "serve",
+            &edge,
+            "--addr",
+            "127.0.0.1:0",
+            "--token-file",
+            &token,
+        ]);
+        assert!(!out.status.success(), "{name}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(&token),
+            "{name}: the error names the file"
+        );
+    }
+}
+
+fn catalog_ids(path: &str) -> (Vec<String>, Vec<String>) {
+    let c: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let ids = |k: &str, f: &str| -> Vec<String> {
+        c[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x[f].as_str().unwrap().to_owned())
+            .collect()
+    };
+    (ids("customers", "id"), ids("features", "key"))
+}
+
+/// Asserts that the state document answers like `entitle check SOURCE customer feature --at AT`.
+fn assert_state_matches_check(state: &Value, source: &str, customer: &str, at: i64) {
+    for f in state["features"].as_array().unwrap() {
+        let key = f["key"].as_str().unwrap();
+        let check = ok(&["check", source, customer, key, "--at", &at.to_string()]);
+        match f["type"].as_u64().unwrap() {
+            0 => {
+                assert_eq!(check["feature_type"], "flag");
+                assert_eq!(f["value_flag"], check["enabled"], "{customer} {key}");
+                assert!(f["value_limit"].is_null());
+            }
+            1 => {
+                assert_eq!(check["feature_type"], "limit");
+                let expected = match &check["limit"] {
+                    Value::String(s) if s == "unlimited" => Value::Null,
+                    other => other.clone(),
+                };
+                assert_eq!(f["value_limit"], expected, "{customer} {key}");
+                assert!(f["value_flag"].is_null());
+            }
+            t => panic!("type {t}"),
+        }
+        assert_eq!(f["name"], key);
+    }
+}
+
+#[test]
+fn customer_state_answers_like_check_and_follows_publishes() {
+    let dir = TempDir::new("cli-serve");
+    let edge = dir.path("edge");
+    let catalog_path = example();
+    let published = ok(&["publish", &catalog_path, "--edge", &edge]);
+    let snapshot = dir.path(&format!("edge/{}", published["snapshot"].as_str().unwrap()));
+    let token = dir.path("token");
+    std::fs::write(&token, "sk_edge_1\n").unwrap();
+    let server = Server::start(Some(&edge), &["--token-file", &token]);
+    let auth = [
+        ("Authorization", "Bearer sk_edge_1"),
+        ("X-Spackle-Schema-Version", "1"),
+    ];
+    let (customers, features) = catalog_ids(&catalog_path);
+    eventually("content", || {
+        (server.get("/healthz", &[]).status == 200).then_some(())
+    });
+
+    assert_eq!(
+        server.get("/v1/customers/cus_free_ada/state", &[]).status,
+        401
+    );
+    let missing = server.get("/v1/customers/cus_nobody/state", &auth);
+    assert_eq!(missing.status, 404);
+    for at in [1_700_000_000i64, 1_850_000_000] {
+        for c in &customers {
+            let r = server.get(&format!("/v1/customers/{c}/state?at={at}"), &auth);
+            assert_eq!(r.status, 200, "{c}");
+            assert_eq!(r.header("content-type"), Some("application/json"));
+            let state = r.json();
+            assert_eq!(state["version"], 1);
+            assert_eq!(state["subscriptions"], Value::Array(vec![]));
+            let keys: Vec<&str> = state["features"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["key"].as_str().unwrap())
+                .collect();
+            assert_eq!(keys, features, "every feature is listed");
+            assert_state_matches_check(&state, &snapshot, c, at);
+        }
+    }
+
+    // A publish reaches the state API.
+    let before = server.get("/v1/customers/cus_a/state", &auth).status;
+    assert_eq!(before, 404);
+    ok(&["publish", &catalog(&dir, "c2.json", 77), "--edge", &edge]);
+    let state = eventually("the new version", || {
+        let r = server.get("/v1/customers/cus_a/state", &auth);
+        (r.status == 200).then(|| r.json())
+    });
+    assert_eq!(state["features"][0]["value_limit"], 77);
+}
+
+#[test]
+fn upstream_edges_chain_and_answer_the_state_api() {
+    let dir = TempDir::new("cli-serve");
+    let edge = dir.path("edge");
+    ok(&["publish", &catalog(&dir, "c1.json", 10), "--edge", &edge]);
+    let token = dir.path("token");
+    std::fs::write(&token, "origin-token").unwrap();
+    let origin = Server::start(Some(&edge), &["--token-file", &token]);
+    let url = format!("http://{}", origin.addr);
+    let relay = Server::start(None, &["--upstream", &url, "--upstream-token-file", &token]);
+    let state = eventually("the relay's first sync", || {
+        let r = relay.get("/v1/customers/cus_a/state", &[]);
+        (r.status == 200).then(|| r.json())
+    });
+    assert_eq!(state["features"][0]["value_limit"], 10);
+    assert_eq!(relay.get("/healthz", &[]).json()["status"], "ready");
+    // The relay serves no directory.
+    assert_eq!(relay.get("/manifest.json", &[]).status, 404);
+
+    ok(&["publish", &catalog(&dir, "c2.json", 20), "--edge", &edge]);
+    eventually("the relay to follow the publish", || {
+        let r = relay.get("/v1/customers/cus_a/state", &[]);
+        (r.json()["features"][0]["value_limit"] == 20).then_some(())
+    });
+}
+
+/// Opens `n` connections to `addr` that send nothing.
+fn idle_connections(addr: &str, n: usize) -> Vec<TcpStream> {
+    (0..n).map(|_| TcpStream::connect(addr).unwrap()).collect()
+}
+
+/// Raises this process's open-file limit so that it can hold the attack's sockets.
+fn raise_open_files(want: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit for the duration of both calls.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        if lim.rlim_cur < want {
+            lim.rlim_cur = want.min(lim.rlim_max);
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+        }
+    }
+    assert!(
+        lim.rlim_cur >= want,
+        "the hard open-file limit ({}) is below {want}",
+        lim.rlim_max
+    );
+}
+
+/// One attack against a server started with `extra`: 1,000 idle and 500 slowloris connections (a
+/// request head trickled a byte at a time) stay open while an authorized client long-polls and
+/// fetches; each of its requests must be answered within a second. Returns the slowest answer.
+fn attack(extra: &[&str]) -> (Duration, Server) {
+    raise_open_files(4096);
+    let dir = TempDir::new("cli-serve");
+    let edge = dir.path("edge");
+    ok(&["publish", &catalog(&dir, "c1.json", 10), "--edge", &edge]);
+    let token = dir.path("token");
+    std::fs::write(&token, "abuse-test").unwrap();
+    let mut args = vec!["--token-file", token.as_str()];
+    args.extend_from_slice(extra);
+    let server = Server::start(Some(&edge), &args);
+    let auth = [("Authorization", "Bearer abuse-test")];
+    let addr = server.addr.clone();
+
+    let _idle = idle_connections(&addr, 1000);
+    let mut slow = idle_connections(&addr, 500);
+    let head = format!("GET /manifest.json HTTP/1.1\r\nHost: {addr}\r\nX-Padding: ");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trickle = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut sent = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && sent < 400 {
+                let byte = head.as_bytes().get(sent).copied().unwrap_or(b'a');
+                for s in &mut slow {
+                    let _ = s.write_all(&[byte]);
+                }
+                sent += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            slow
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+
+    let mut slowest = Duration::ZERO;
+    for _ in 0..10 {
+        let start = Instant::now();
+        let r = server.get("/manifest.json", &auth);
+        let took = start.elapsed();
+        assert_eq!(r.status, 200);
+        slowest = slowest.max(took);
+        let start = Instant::now();
+        let s = server.get("/v1/customers/cus_a/state", &auth);
+        slowest = slowest.max(start.elapsed());
+        assert_eq!(s.status, 200);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(trickle.join().unwrap());
+    (slowest, server)
+}
+
+#[test]
+#[ignore = "opens 1,500 connections: run by scripts/test-edge.sh"]
+fn idle_and_slowloris_connections_do_not_lock_out_clients() {
+    let auth = [("Authorization", "Bearer abuse-test")];
+    // Room for every attacker: all 1,500 are held open at once.
+    let (slowest, server) = attack(&["--max-pending", "4096"]);
+    println!(
+        "default caps: slowest authorized answer {slowest:?} under 1,000 idle + 500 slowloris"
+    );
+    assert!(slowest < Duration::from_secs(1), "{slowest:?}");
+    assert!(server.metric("entitle_edge_accept_errors_total", &auth) == 0.0);
+    drop(server);
+
+    // Fewer pending slots than attackers: the oldest are evicted, clients still get in.
+    let (slowest, server) = attack(&["--max-pending", "200"]);
+    println!("200 pending slots: slowest authorized answer {slowest:?}");
+    assert!(slowest < Duration::from_secs(1), "{slowest:?}");
+    assert!(server.metric("entitle_edge_connections_evicted_total", &auth) >= 1300.0);
+    assert!(server.metric("entitle_edge_connections_pending", &auth) <= 200.0);
+}
+
+#[test]
+fn a_head_that_takes_too_long_is_cut_off() {
+    let dir = TempDir::new("cli-serve");
+    let edge = dir.path("edge");
+    ok(&["publish", &catalog(&dir, "c1.json", 10), "--edge", &edge]);
+    let server = Server::start(Some(&edge), &["--header-timeout", "1"]);
+    let mut s = TcpStream::connect(&server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let start = Instant::now();
+    // A byte every 200 ms never finishes the head: the deadline covers the head, not each read.
+    for b in b"GET /manifest.json HTTP/1.1\r\nX-Slow: aaaaaaaaaaaa" {
+        if s.write_all(&[*b]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        if start.elapsed() > Duration::from_secs(4) {
+            break;
+        }
+    }
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(start.elapsed() < Duration::from_secs(5), "cut off near 1 s");
+    // Too many header fields: 431.
+    let mut req = String::from("GET /manifest.json HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..100 {
+        req.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    req.push_str("Connection: close\r\n\r\n");
+    let mut s = TcpStream::connect(&server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    assert!(String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 431"));
+}
