@@ -83,6 +83,11 @@ struct Seen {
 }
 
 impl Seen {
+    /// Whether `id` was recorded (and not yet forgotten).
+    fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
+
     /// Records `id`; false when it was already there.
     fn insert(&mut self, id: &str) -> bool {
         if self.ids.contains(id) {
@@ -250,18 +255,14 @@ async fn receive(
         Ok(e) => e,
         Err(e) => return refuse(format!("not a Stripe event: {e}")),
     };
-    if !lock(&shared.seen).insert(&event.id) {
+    if lock(&shared.seen).contains(&event.id) {
         lock(&shared.status).duplicates += 1;
         return (StatusCode::OK, json!({"duplicate": event.id}).to_string());
     }
-    if event.work.is_empty() {
-        lock(&shared.status).ignored += 1;
-        return (StatusCode::OK, json!({"ignored": event.kind}).to_string());
-    }
     let queue = lock(&shared.queue);
-    for w in event.work {
-        if queue.send(w).is_err() {
-            // The worker is gone; a 500 makes Stripe deliver again later.
+    for w in &event.work {
+        if queue.send(w.clone()).is_err() {
+            // The worker is gone; a 500 (and the id not recorded) makes Stripe deliver again.
             return (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 json!({"error": "not processing events"}).to_string(),
@@ -269,6 +270,12 @@ async fn receive(
         }
     }
     drop(queue);
+    // Recorded once queued: two copies racing in both get queued, which is harmless (a refetch).
+    lock(&shared.seen).insert(&event.id);
+    if event.work.is_empty() {
+        lock(&shared.status).ignored += 1;
+        return (StatusCode::OK, json!({"ignored": event.kind}).to_string());
+    }
     lock(&shared.status).accepted += 1;
     (StatusCode::OK, json!({"accepted": event.id}).to_string())
 }
