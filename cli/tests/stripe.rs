@@ -881,8 +881,14 @@ fn webhook_refuses_what_stripe_did_not_sign_and_ignores_what_does_not_matter() {
         Some(Limit::Finite(5))
     );
 
-    // The genuine event is accepted; its replay is a duplicate that changes nothing more.
-    let (status, answer) = hook.send(&evt);
+    // The genuine event is accepted — here signed as during a secret rotation, with a signature
+    // from the old secret beside the current one; its replay is a duplicate that changes nothing.
+    let t = now();
+    let old = sign("whsec_rolled_out_secret", t, &body);
+    let current = sign(SECRET, t, &body);
+    let rotation = format!("{old},{}", current.split_once(',').unwrap().1);
+    assert_eq!(rotation.matches("v1=").count(), 2);
+    let (status, answer) = hook.post(&body, Some(&rotation));
     assert_eq!(status, 200, "{answer}");
     hook.published(2);
     assert_eq!(
