@@ -118,15 +118,29 @@ class Decision {
   }
 }
 
+// Decisions are immutable values, and freezing a new object costs more than the lookup itself.
+// So equal decisions are interned: a small direct-mapped table keyed by feature type, enabled,
+// reason and the low bits of the limit keeps the last Decision of each key, and a lookup whose
+// five fields all match it gets that same frozen object back.
+const INTERNED = new Array(256).fill(null);
+
 function decisionAt(values, i) {
-  const limit = values[i + 2];
-  return new Decision(
-    FEATURE_TYPES[values[i]],
-    values[i + 1] === 1,
-    limit === limit ? limit : null, // NaN: no limit
-    REASONS[values[i + 3]],
-    values[i + 4],
-  );
+  const featureType = values[i];
+  const enabled = values[i + 1] === 1;
+  const raw = values[i + 2];
+  const limit = raw === raw ? raw : null; // NaN: no limit
+  const reason = values[i + 3];
+  const version = values[i + 4];
+  const bucket = limit === null || limit === Infinity ? 0 : limit & 7;
+  const slot = (((featureType * 2 + (enabled ? 1 : 0)) * 5 + reason) * 8 + bucket) & 255;
+  const cached = INTERNED[slot];
+  if (cached !== null && cached.limit === limit && cached.version === version &&
+      cached.reason === REASONS[reason] && cached.enabled === enabled && cached.featureType === FEATURE_TYPES[featureType]) {
+    return cached;
+  }
+  const decision = new Decision(FEATURE_TYPES[featureType], enabled, limit, REASONS[reason], version);
+  INTERNED[slot] = decision;
+  return decision;
 }
 
 function optionsAt(options) {
@@ -286,15 +300,7 @@ class Engine extends EventEmitter {
   /** The whole decision (frozen): feature type, enabled, limit, reason and content version. */
   check(customer, feature, options) {
     native.check(this.#h, customer, feature, options === undefined ? undefined : optionsAt(options));
-    const s = scratch;
-    const limit = s[2];
-    return new Decision(
-      FEATURE_TYPES[s[0]],
-      s[1] === 1,
-      limit === limit ? limit : null,
-      REASONS[s[3]],
-      s[4],
-    );
+    return decisionAt(scratch, 0);
   }
 
   /** Every feature's decision for `customer`, keyed by feature (a frozen object). */

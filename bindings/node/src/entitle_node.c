@@ -391,11 +391,13 @@ count_get(napi_env env, napi_value v, uint64_t *out, const char *what)
         if (napi_get_value_bigint_words(env, v, &sign, &words, w) != napi_ok) {
             return false;
         }
-        if (sign && (w[0] != 0 || (words > 1 && w[1] != 0))) {
+        /* `words` is the number of words the bigint needs, possibly more than were copied. */
+        bool above_u64 = words > 2 || (words == 2 && w[1] != 0);
+        if (sign && (w[0] != 0 || above_u64)) {
             snprintf(message, sizeof message, "%s must be >= 0", what);
             return throw_range(env, message), false;
         }
-        *out = words > 1 && w[1] != 0 ? UINT64_MAX : w[0];
+        *out = above_u64 ? UINT64_MAX : w[0];
         return true;
     }
     snprintf(message, sizeof message, "%s must be a number or a bigint", what);

@@ -59,6 +59,9 @@ test('lookups: flags, limits, unlimited, unknowns, allows with defaults and bigi
   assert.equal(engine.allows('cus_ent', 'projects', 2n ** 70n), true); // unlimited
   assert.equal(engine.allows('cus_pro', 'projects', 2n ** 70n), false);
   assert.equal(engine.allows('cus_pro', 'projects', 1e300), false);
+  assert.equal(engine.allows('cus_pro', 'projects', 2n ** 200n), false); // more words than u64
+  assert.equal(engine.allows('cus_pro', 'projects', 0n, { requested: 2n ** 128n }), false);
+  assert.throws(() => engine.allows('cus_pro', 'projects', -(2n ** 200n)), RangeError);
   assert.equal(engine.allows('cus_pro', 'sso', 1e9), true); // a flag allows when enabled
   assert.throws(() => engine.allows('cus_pro', 'projects', -1), RangeError);
   assert.throws(() => engine.allows('cus_pro', 'projects', -1n), RangeError);
@@ -107,6 +110,12 @@ test('check() gives a frozen Decision; entitlements() every feature', (t) => {
   assert.equal(all.seats.limit, 5);
   assert.ok(Object.isFrozen(all) && Object.isFrozen(all.sso));
   assert.deepEqual(Object.keys(engine.entitlements('nobody')).length, 4);
+  // Equal decisions may be one interned object; different ones never are.
+  assert.equal(engine.check('cus_pro', 'projects'), engine.check('cus_pro', 'projects'));
+  assert.notEqual(engine.check('cus_pro', 'projects'), engine.check('cus_override', 'projects'));
+  for (const [customer, limit] of [['cus_pro', 50], ['cus_override', 7], ['nobody', 3], ['cus_ent', Infinity], ['cus_pro', 50]]) {
+    assert.equal(engine.check(customer, 'projects').limit, limit);
+  }
   assert.equal(engine.entitlements('nobody').sso.reason, 'customer_not_found');
   // A feature key that is also an Object.prototype name is an own key like any other.
   const odd = closing(t, Engine.fromCatalog({ features: [{ key: '__proto__', type: 'flag', default: true }] }));
