@@ -119,6 +119,24 @@ export interface ConnectOptions {
 export type Bytes = ArrayBufferView | ArrayBuffer;
 
 /**
+ * A feature key resolved once (`engine.feature(key)`): lookups through it skip converting and
+ * finding the key. Correct across content changes (a feature that disappears answers
+ * "feature_not_found"); resolve again after the feature list changed to get the fast path back.
+ */
+export declare class Feature {
+  private constructor();
+  readonly key: string;
+  enabled(customer: string, options?: LookupOptions): boolean;
+  limit(customer: string, options?: LookupOptions): number;
+  allows(customer: string, usage: number | bigint, options?: AllowsOptions): boolean;
+  check(customer: string, options?: LookupOptions): Decision;
+  /** Decisions for many customers in one call, all from one content version. */
+  checkMany(customers: readonly string[], options?: LookupOptions): Decision[];
+  /** `enabled` for many customers in one call. */
+  enabledMany(customers: readonly string[], options?: LookupOptions): boolean[];
+}
+
+/**
  * An in-process entitlement engine. Lookups are synchronous and never wait; `waitReady` is the
  * only call that waits, off the event loop.
  */
@@ -141,6 +159,10 @@ export declare class Engine extends EventEmitter {
   allows(customer: string, feature: string, usage: number | bigint, options?: AllowsOptions): boolean;
   /** The whole decision. */
   check(customer: string, feature: string, options?: LookupOptions): Decision;
+  /** Resolves a feature key once, for faster lookups (see `Feature`). */
+  feature(key: string): Feature;
+  /** Decisions of several features for one customer, in one call. */
+  checkFeatures(customer: string, features: readonly Feature[], options?: LookupOptions): Decision[];
   /** Every feature's decision for `customer`, keyed by feature. */
   entitlements(customer: string, options?: LookupOptions): Readonly<Record<string, Decision>>;
 

@@ -186,6 +186,77 @@ const SYNC_STATES = Object.freeze({
   FAILED: 'failed',
 });
 
+/** The Decisions in a Float64Array the addon filled (DECISION_SLOTS numbers each). */
+function decisionsOf(values) {
+  const out = new Array(values.length / 5);
+  for (let i = 0; i < out.length; i++) out[i] = decisionAt(values, i * 5);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Feature handles
+
+const FEATURE = Symbol('entitle.feature');
+
+/**
+ * A feature key resolved once (`engine.feature(key)`): its lookups skip converting and finding the
+ * key. It stays correct when the engine's content changes (a feature that disappears answers
+ * feature_not_found); resolve again after the feature list changed to get the fast path back.
+ */
+class Feature {
+  #h;
+  #f;
+
+  /** @private use engine.feature(key) */
+  constructor(token, handle, feature, key) {
+    if (token !== CREATE) throw new TypeError('use engine.feature(key)');
+    this.#h = handle;
+    this.#f = feature;
+    this.key = key;
+    Object.freeze(this);
+  }
+
+  static [FEATURE](feature) {
+    return feature.#f;
+  }
+
+  /** Whether `customer` may use this feature. */
+  enabled(customer, options) {
+    return native.featureEnabled(this.#h, this.#f, customer, options === undefined ? undefined : optionsAt(options));
+  }
+
+  /** This feature's limit for `customer`: a number, `Infinity` when unlimited, 0 for a flag. */
+  limit(customer, options) {
+    return native.featureLimit(this.#h, this.#f, customer, options === undefined ? undefined : optionsAt(options));
+  }
+
+  /** Whether `customer` may use `requested` (default 1) more on top of `usage`. */
+  allows(customer, usage, options) {
+    if (options === undefined) return native.featureAllows(this.#h, this.#f, customer, usage, 1, undefined);
+    const requested = options.requested === undefined ? 1 : options.requested;
+    return native.featureAllows(this.#h, this.#f, customer, usage, requested, optionsAt(options));
+  }
+
+  /** The whole decision for `customer`. */
+  check(customer, options) {
+    native.featureCheck(this.#h, this.#f, customer, options === undefined ? undefined : optionsAt(options));
+    return decisionAt(scratch, 0);
+  }
+
+  /** Decisions for many customers in one call (their memory loads overlap), all from one version. */
+  checkMany(customers, options) {
+    return decisionsOf(native.checkMany(this.#h, this.#f, customers, optionsAt(options)));
+  }
+
+  /** `enabled` for many customers in one call. */
+  enabledMany(customers, options) {
+    const values = native.checkMany(this.#h, this.#f, customers, optionsAt(options));
+    const out = new Array(values.length / 5);
+    for (let i = 0; i < out.length; i++) out[i] = values[i * 5 + 1] === 1;
+    return out;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Engine
 
@@ -303,6 +374,21 @@ class Engine extends EventEmitter {
     return decisionAt(scratch, 0);
   }
 
+  /** Resolves a feature key once, for lookups that skip finding the key (see `Feature`). */
+  feature(key) {
+    return new Feature(CREATE, this.#h, native.featureResolve(this.#h, key), key);
+  }
+
+  /** Decisions of several features (from `engine.feature`) for one customer, in one call. */
+  checkFeatures(customer, features, options) {
+    if (!Array.isArray(features)) throw new TypeError('features must be an array of Feature');
+    const handles = features.map((f) => {
+      if (!(f instanceof Feature)) throw new TypeError('features must be an array of Feature');
+      return Feature[FEATURE](f);
+    });
+    return decisionsOf(native.checkFeatures(this.#h, customer, handles, optionsAt(options)));
+  }
+
   /** Every feature's decision for `customer`, keyed by feature (a frozen object). */
   entitlements(customer, options) {
     const [keys, values] = native.entitlements(this.#h, customer, optionsAt(options));
@@ -388,6 +474,7 @@ const libraryVersion = native.libraryVersion();
 
 module.exports = {
   Engine,
+  Feature,
   Decision,
   SyncState: SYNC_STATES,
   EntitleError,

@@ -6,6 +6,7 @@ const entitle = require('./index.js');
 
 export const {
   Engine,
+  Feature,
   Decision,
   SyncState,
   EntitleError,

@@ -69,6 +69,7 @@ async function main() {
   const engine = Engine.fromFile(snap);
   const handle = native.fromFile(snap);
   const hot = ids[ids.length >> 1];
+  const sso = engine.feature('sso');
   let seed = 42;
   const rand = () => { seed = (seed * 1103515245 + 12345) >>> 0; return seed / 2 ** 32; };
   const sample = Array.from({ length: 200_000 }, () => ids[Math.floor(rand() * ids.length)]);
@@ -81,6 +82,7 @@ async function main() {
   const rows = [
     ['Map floor, hot: `table.get(c)`', N, () => { let x = 0; for (let i = 0; i < N; i++) if (table.get(hot)) x++; return x; }],
     ['`engine.enabled(c, f)`, hot', N, () => { let x = 0; for (let i = 0; i < N; i++) if (engine.enabled(hot, 'sso')) x++; return x; }],
+    ['feature handle: `sso.enabled(c)`, hot', N, () => { let x = 0; for (let i = 0; i < N; i++) if (sso.enabled(hot)) x++; return x; }],
     ['one N-API call (no lookup)', N, () => { let x = 0; for (let i = 0; i < N; i++) if (native.isClosed(handle)) x++; return x; }],
     ['`engine.limit(c, f)`, hot', N, () => { let x = 0; for (let i = 0; i < N; i++) x += engine.limit(hot, 'projects'); return x; }],
     ['`engine.allows(c, f, usage)`, hot', N, () => { let x = 0; for (let i = 0; i < N; i++) if (engine.allows(hot, 'projects', 2)) x++; return x; }],
@@ -88,6 +90,8 @@ async function main() {
     ['loop alone, random (no lookup)', S, () => { let x = 0; for (let i = 0; i < S; i++) x += sample[i].length; return x; }],
     ['Map floor, random: `table.get(c)`', S, () => { let x = 0; for (let i = 0; i < S; i++) if (table.get(sample[i])) x++; return x; }],
     ['`engine.enabled(c, f)`, random', S, () => { let x = 0; for (let i = 0; i < S; i++) if (engine.enabled(sample[i], 'sso')) x++; return x; }],
+    ['feature handle: `sso.enabled(c)`, random', S, () => { let x = 0; for (let i = 0; i < S; i++) if (sso.enabled(sample[i])) x++; return x; }],
+    ['batch: `sso.enabledMany(sample)`, random (per customer)', S, () => { let x = 0; const r = sso.enabledMany(sample); for (let i = 0; i < S; i++) if (r[i]) x++; return x; }],
     ['`engine.check(c, f)`, random', S, () => { let x = 0; for (let i = 0; i < S; i++) if (engine.check(sample[i], 'sso').enabled) x++; return x; }],
   ];
   const times = rows.map(() => []);

@@ -1224,6 +1224,326 @@ js_wait_ready(napi_env env, napi_callback_info info)
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * Feature handles and batches: a feature key resolved once (entitle_feature, a plain value kept
+ * in a small external) saves the key's UTF-8 copy and its lookup on every call.
+ */
+
+static void
+feature_finalize(napi_env env, void *data, void *hint)
+{
+    (void)env;
+    (void)hint;
+    free(data);
+}
+
+/* featureResolve(h, key) -> an external holding the entitle_feature */
+static napi_value
+js_feature_resolve(napi_env env, napi_callback_info info)
+{
+    napi_value argv[2];
+    if (!args(env, info, 2, argv)) {
+        return NULL;
+    }
+    entitle_engine *engine = engine_arg(env, argv[0], NULL);
+    char stack[STR_STACK];
+    str_arg key;
+    if (engine == NULL || !str_get(env, argv[1], stack, &key, "feature")) {
+        return NULL;
+    }
+    entitle_feature *f = malloc(sizeof *f);
+    if (f == NULL) {
+        str_done(&key);
+        napi_throw_error(env, "ERR_MEMORY_ALLOCATION_FAILED", "out of memory");
+        return NULL;
+    }
+    entitle_result r = entitle_engine_feature(engine, (const uint8_t *)key.ptr, key.len, f);
+    str_done(&key);
+    if (r != ENTITLE_RESULT_OK) {
+        free(f);
+        return throw_result(env, r);
+    }
+    napi_value out;
+    if (napi_create_external(env, f, feature_finalize, NULL, &out) != napi_ok) {
+        free(f);
+        return NULL;
+    }
+    return out;
+}
+
+static inline bool
+feature_get(napi_env env, napi_value v, entitle_feature *out)
+{
+    void *p = NULL;
+    if (napi_get_value_external(env, v, &p) != napi_ok || p == NULL) {
+        throw_type(env, "expected a Feature");
+        return false;
+    }
+    *out = *(const entitle_feature *)p;
+    return true;
+}
+
+/* The common prologue: engine, feature handle, customer. */
+#define FEATURE_PROLOGUE(n)                                                                       \
+    napi_value argv[n];                                                                           \
+    size_t argc = n;                                                                              \
+    if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {                        \
+        return NULL;                                                                              \
+    }                                                                                             \
+    entitle_engine *engine = engine_arg(env, argv[0], NULL);                                      \
+    entitle_feature feature;                                                                      \
+    if (engine == NULL || !feature_get(env, argv[1], &feature)) {                                 \
+        return NULL;                                                                              \
+    }                                                                                             \
+    char cbuf[STR_STACK];                                                                         \
+    str_arg customer;                                                                             \
+    if (!str_get(env, argv[2], cbuf, &customer, "customer")) {                                    \
+        return NULL;                                                                              \
+    }
+
+#define FEATURE_ARGS engine, feature, (const uint8_t *)customer.ptr, customer.len
+
+/* featureEnabled(h, f, customer[, at]) */
+static napi_value
+js_feature_enabled(napi_env env, napi_callback_info info)
+{
+    FEATURE_PROLOGUE(4)
+    napi_valuetype type;
+    napi_typeof(env, argv[3], &type);
+    int64_t at = 0;
+    if (type != napi_undefined && !at_get(env, argv[3], &at)) {
+        str_done(&customer);
+        return NULL;
+    }
+    bool b = type == napi_undefined ? entitle_engine_feature_enabled(FEATURE_ARGS)
+                                    : entitle_engine_feature_enabled_at(FEATURE_ARGS, at);
+    str_done(&customer);
+    return make_bool(env, b);
+}
+
+/* featureLimit(h, f, customer[, at]) */
+static napi_value
+js_feature_limit(napi_env env, napi_callback_info info)
+{
+    FEATURE_PROLOGUE(4)
+    napi_valuetype type;
+    napi_typeof(env, argv[3], &type);
+    int64_t at = 0;
+    if (type != napi_undefined && !at_get(env, argv[3], &at)) {
+        str_done(&customer);
+        return NULL;
+    }
+    uint64_t v = type == napi_undefined ? entitle_engine_feature_limit(FEATURE_ARGS)
+                                        : entitle_engine_feature_limit_at(FEATURE_ARGS, at);
+    str_done(&customer);
+    return make_number(env, limit_number(v));
+}
+
+/* featureAllows(h, f, customer, usage, requested[, at]) */
+static napi_value
+js_feature_allows(napi_env env, napi_callback_info info)
+{
+    FEATURE_PROLOGUE(6)
+    uint64_t usage = 0, requested = 0;
+    napi_valuetype type;
+    napi_typeof(env, argv[5], &type);
+    int64_t at = 0;
+    if (!count_get(env, argv[3], &usage, "usage") ||
+        !count_get(env, argv[4], &requested, "requested") ||
+        (type != napi_undefined && !at_get(env, argv[5], &at))) {
+        str_done(&customer);
+        return NULL;
+    }
+    bool b = type == napi_undefined
+                 ? entitle_engine_feature_allows(FEATURE_ARGS, usage, requested)
+                 : entitle_engine_feature_allows_at(FEATURE_ARGS, usage, requested, at);
+    str_done(&customer);
+    return make_bool(env, b);
+}
+
+/* featureCheck(h, f, customer[, at]): the decision into the scratch array, as check() does. */
+static napi_value
+js_feature_check(napi_env env, napi_callback_info info)
+{
+    FEATURE_PROLOGUE(4)
+    napi_valuetype type;
+    napi_typeof(env, argv[3], &type);
+    int64_t at = 0;
+    if (type != napi_undefined && !at_get(env, argv[3], &at)) {
+        str_done(&customer);
+        return NULL;
+    }
+    entitle_decision d;
+    entitle_result r = type == napi_undefined
+                           ? entitle_engine_feature_check(FEATURE_ARGS, &d)
+                           : entitle_engine_feature_check_at(FEATURE_ARGS, at, &d);
+    str_done(&customer);
+    if (r != ENTITLE_RESULT_OK) {
+        return throw_result(env, r);
+    }
+    decision_store(state_of(env)->scratch_data, &d);
+    return NULL;
+}
+
+/* A new Float64Array of DECISION_SLOTS numbers per decision, filled from `ds`. */
+static napi_value
+decisions_array(napi_env env, const entitle_decision *ds, size_t n)
+{
+    napi_value ab, out;
+    double *data = NULL;
+    if (napi_create_arraybuffer(env, n * DECISION_SLOTS * sizeof(double), (void **)&data, &ab) !=
+            napi_ok ||
+        napi_create_typedarray(env, napi_float64_array, n * DECISION_SLOTS, ab, 0, &out) !=
+            napi_ok) {
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        decision_store(data + i * DECISION_SLOTS, &ds[i]);
+    }
+    return out;
+}
+
+static bool
+array_arg(napi_env env, napi_value v, uint32_t *len, const char *what)
+{
+    bool is = false;
+    if (napi_is_array(env, v, &is) != napi_ok || !is) {
+        char message[96];
+        snprintf(message, sizeof message, "%s must be an array", what);
+        throw_type(env, message);
+        return false;
+    }
+    return napi_get_array_length(env, v, len) == napi_ok;
+}
+
+/* checkMany(h, f, customers[, at]) -> Float64Array: one feature for many customers, one call. */
+static napi_value
+js_check_many(napi_env env, napi_callback_info info)
+{
+    napi_value argv[4];
+    if (!args(env, info, 4, argv)) {
+        return NULL;
+    }
+    entitle_engine *engine = engine_arg(env, argv[0], NULL);
+    entitle_feature feature;
+    uint32_t n = 0;
+    if (engine == NULL || !feature_get(env, argv[1], &feature) ||
+        !array_arg(env, argv[2], &n, "customers")) {
+        return NULL;
+    }
+    napi_valuetype type;
+    napi_typeof(env, argv[3], &type);
+    int64_t at = 0;
+    if (type != napi_undefined && !at_get(env, argv[3], &at)) {
+        return NULL;
+    }
+    /* Pack the ids end to end: one buffer that grows, and the end offset of each. */
+    size_t cap = (size_t)n * 16 + 16, len = 0;
+    uint8_t *ids = malloc(cap);
+    size_t *ends = malloc(((size_t)n + 1) * sizeof *ends);
+    entitle_decision *out = malloc(((size_t)n + 1) * sizeof *out);
+    napi_value result = NULL;
+    if (ids == NULL || ends == NULL || out == NULL) {
+        napi_throw_error(env, "ERR_MEMORY_ALLOCATION_FAILED", "out of memory");
+        goto done;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        napi_value item;
+        size_t need = 0;
+        if (napi_get_element(env, argv[2], i, &item) != napi_ok) {
+            goto done;
+        }
+        if (napi_get_value_string_utf8(env, item, NULL, 0, &need) != napi_ok) {
+            throw_type(env, "customers must be strings");
+            goto done;
+        }
+        if (len + need + 1 > cap) {
+            size_t grown = (len + need + 1) * 2;
+            uint8_t *bigger = realloc(ids, grown);
+            if (bigger == NULL) {
+                napi_throw_error(env, "ERR_MEMORY_ALLOCATION_FAILED", "out of memory");
+                goto done;
+            }
+            ids = bigger;
+            cap = grown;
+        }
+        size_t written = 0;
+        napi_get_value_string_utf8(env, item, (char *)ids + len, need + 1, &written);
+        len += written;
+        ends[i] = len;
+    }
+    entitle_result r =
+        type == napi_undefined
+            ? entitle_engine_check_customers(engine, feature, ids, len, ends, n, out)
+            : entitle_engine_check_customers_at(engine, feature, ids, len, ends, n, at, out);
+    if (r != ENTITLE_RESULT_OK) {
+        throw_result(env, r);
+        goto done;
+    }
+    result = decisions_array(env, out, n);
+done:
+    free(ids);
+    free(ends);
+    free(out);
+    return result;
+}
+
+/* checkFeatures(h, customer, featureHandles[, at]) -> Float64Array: many features, one call. */
+static napi_value
+js_check_features(napi_env env, napi_callback_info info)
+{
+    napi_value argv[4];
+    if (!args(env, info, 4, argv)) {
+        return NULL;
+    }
+    entitle_engine *engine = engine_arg(env, argv[0], NULL);
+    uint32_t n = 0;
+    if (engine == NULL || !array_arg(env, argv[2], &n, "features")) {
+        return NULL;
+    }
+    napi_valuetype type;
+    napi_typeof(env, argv[3], &type);
+    int64_t at = 0;
+    if (type != napi_undefined && !at_get(env, argv[3], &at)) {
+        return NULL;
+    }
+    entitle_feature *features = malloc(((size_t)n + 1) * sizeof *features);
+    entitle_decision *out = malloc(((size_t)n + 1) * sizeof *out);
+    napi_value result = NULL;
+    char cbuf[STR_STACK];
+    str_arg customer = {0};
+    if (features == NULL || out == NULL) {
+        napi_throw_error(env, "ERR_MEMORY_ALLOCATION_FAILED", "out of memory");
+        goto done;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        napi_value item;
+        if (napi_get_element(env, argv[2], i, &item) != napi_ok ||
+            !feature_get(env, item, &features[i])) {
+            goto done;
+        }
+    }
+    if (!str_get(env, argv[1], cbuf, &customer, "customer")) {
+        goto done;
+    }
+    entitle_result r =
+        type == napi_undefined
+            ? entitle_engine_check_features(engine, (const uint8_t *)customer.ptr, customer.len,
+                                            features, n, out)
+            : entitle_engine_check_features_at(engine, (const uint8_t *)customer.ptr, customer.len,
+                                               features, n, at, out);
+    if (r != ENTITLE_RESULT_OK) {
+        throw_result(env, r);
+        goto done;
+    }
+    result = decisions_array(env, out, n);
+done:
+    str_done(&customer);
+    free(features);
+    free(out);
+    return result;
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Library facts
  */
 
@@ -1287,6 +1607,13 @@ NAPI_MODULE_INIT()
         {"applyDelta", js_apply_delta},
         {"status", js_status},
         {"waitReady", js_wait_ready},
+        {"featureResolve", js_feature_resolve},
+        {"featureEnabled", js_feature_enabled},
+        {"featureLimit", js_feature_limit},
+        {"featureAllows", js_feature_allows},
+        {"featureCheck", js_feature_check},
+        {"checkMany", js_check_many},
+        {"checkFeatures", js_check_features},
         {"libraryVersion", js_library_version},
         {"resultMessage", js_result_message},
     };

@@ -1,5 +1,5 @@
 // A typed tour of the API; `tsc --strict` checks it against the installed package's index.d.ts.
-import { ClosedError, Decision, Engine, EntitleError, type Status } from 'entitle';
+import { ClosedError, Decision, Engine, EntitleError, Feature, type Status } from 'entitle';
 
 const catalog = {
   features: [
@@ -24,6 +24,11 @@ export async function main(url?: string): Promise<void> {
     const all = engine.entitlements('cus_pro');
     const sso: Decision | undefined = all['sso'];
     const status: Status = engine.status;
+    const projects: Feature = engine.feature('projects');
+    const many: Decision[] = projects.checkMany(['cus_pro', 'nobody']);
+    const flags: boolean[] = engine.feature('sso').enabledMany(['cus_pro']);
+    const both: Decision[] = engine.checkFeatures('cus_pro', [projects], { at: new Date() });
+    console.log(projects.limit('cus_pro'), projects.allows('cus_pro', 3), many.length, flags[0], both[0]?.reason);
     console.log(ready, on, limit, fits, decision.reason, unlimited, sso?.enabled, status.state, engine.version);
   } catch (err) {
     if (err instanceof ClosedError) throw err;

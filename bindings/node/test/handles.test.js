@@ -1,0 +1,113 @@
+'use strict';
+// Feature handles and batches: the conformance suite through engine.feature(key), checkMany and
+// checkFeatures, handles that outlive a change of the feature list, and their errors.
+
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
+const { test } = require('node:test');
+const { CONFORMANCE, PACKAGE, catalog, parseJson } = require('./helpers.js');
+const { Engine, Feature, ClosedError } = require(PACKAGE);
+
+const MARKER = '\n  "catalog": ';
+
+function load(file) {
+  const text = fs.readFileSync(file, 'utf8');
+  const from = text.indexOf(MARKER) + MARKER.length;
+  return { doc: parseJson(text).value, raw: text.slice(from, parseJson(text, from).end) };
+}
+
+const expectedLimit = (v) => (v === 'unlimited' ? Infinity : v === null ? null : Number(v));
+
+function same(d, expected) {
+  return d.featureType === expected.feature_type && d.enabled === expected.enabled &&
+    Object.is(d.limit, expectedLimit(expected.limit)) && d.reason === expected.reason;
+}
+
+test('the conformance suite through feature handles and batches', () => {
+  const files = fs.readdirSync(CONFORMANCE).filter((f) => f.endsWith('.json')).sort();
+  assert.ok(files.length >= 17);
+  const failures = [];
+  let checked = 0;
+  for (const name of files) {
+    const { doc, raw } = load(path.join(CONFORMANCE, name));
+    const engine = Engine.fromCatalog(raw);
+    const handles = new Map();
+    const handle = (key) => {
+      if (!handles.has(key)) handles.set(key, engine.feature(key));
+      return handles.get(key);
+    };
+    for (const c of doc.cases) {
+      const at = Number(c.at);
+      const f = handle(c.feature);
+      const want = c.expected;
+      if (!same(f.check(c.customer, { at }), want)) failures.push(`${name} ${c.name}: check`);
+      if (f.enabled(c.customer, { at }) !== want.enabled) failures.push(`${name} ${c.name}: enabled`);
+      const limit = expectedLimit(want.limit);
+      if (!Object.is(f.limit(c.customer, { at: new Date(at * 1000) }), limit === null ? 0 : limit)) failures.push(`${name} ${c.name}: limit`);
+      if ('usage' in c) {
+        const options = 'requested' in c ? { at, requested: c.requested } : { at };
+        if (f.allows(c.customer, c.usage, options) !== want.allowed) failures.push(`${name} ${c.name}: allows`);
+      }
+      // Batches: this case among others of the same feature and time, and of the same customer.
+      const peers = doc.cases.filter((o) => o.feature === c.feature && o.at === c.at);
+      const many = f.checkMany(peers.map((o) => o.customer), { at });
+      const enabledMany = f.enabledMany(peers.map((o) => o.customer), { at });
+      peers.forEach((o, i) => {
+        if (!same(many[i], o.expected)) failures.push(`${name} ${o.name}: checkMany`);
+        if (enabledMany[i] !== o.expected.enabled) failures.push(`${name} ${o.name}: enabledMany`);
+      });
+      const mine = doc.cases.filter((o) => o.customer === c.customer && o.at === c.at);
+      const byFeature = engine.checkFeatures(c.customer, mine.map((o) => handle(o.feature)), { at });
+      mine.forEach((o, i) => {
+        if (!same(byFeature[i], o.expected)) failures.push(`${name} ${o.name}: checkFeatures`);
+      });
+      checked++;
+    }
+    engine.close();
+  }
+  assert.deepEqual(failures, []);
+  assert.ok(checked > 400, `${checked} cases`);
+});
+
+test('handles stay correct when the feature list changes; errors', (t) => {
+  const engine = Engine.fromCatalog(catalog());
+  t.after(() => engine.close());
+  const projects = engine.feature('projects');
+  const nope = engine.feature('nope');
+  assert.ok(projects instanceof Feature && Object.isFrozen(projects));
+  assert.equal(projects.key, 'projects');
+  assert.equal(projects.limit('cus_pro'), 50);
+  assert.equal(projects.allows('cus_pro', 49), true);
+  assert.equal(projects.allows('cus_pro', 48, { requested: 3 }), false);
+  assert.equal(nope.check('cus_pro').reason, 'feature_not_found');
+  assert.deepEqual(projects.checkMany([]), []);
+  assert.deepEqual(projects.enabledMany(['cus_pro', 'nobody', 'x'.repeat(1000)]), [true, true, true]);
+  // A new content without `projects`, then one with it at another position.
+  const dir = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'entitle-node-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const without = catalog();
+  without.features = without.features.filter((f) => f.key !== 'projects');
+  for (const p of without.products) delete p.features.projects;
+  delete without.customers[3].overrides.projects;
+  fs.writeFileSync(path.join(dir, 'a.json'), JSON.stringify(without));
+  engine.replaceFile(path.join(dir, 'a.json'));
+  assert.equal(projects.check('cus_pro').reason, 'feature_not_found');
+  assert.equal(projects.limit('cus_pro'), 0);
+  const moved = catalog(77);
+  moved.features.reverse();
+  fs.writeFileSync(path.join(dir, 'b.json'), JSON.stringify(moved));
+  engine.replaceFile(path.join(dir, 'b.json'));
+  assert.equal(projects.limit('cus_pro'), 77);
+  assert.equal(engine.checkFeatures('cus_pro', [projects, engine.feature('sso')])[1].enabled, true);
+
+  assert.throws(() => engine.feature(5), TypeError);
+  assert.throws(() => projects.enabled(5), TypeError);
+  assert.throws(() => projects.checkMany('cus_pro'), TypeError);
+  assert.throws(() => projects.checkMany(['cus_pro', 5]), TypeError);
+  assert.throws(() => engine.checkFeatures('cus_pro', ['projects']), TypeError);
+  assert.throws(() => new Feature(), TypeError);
+  engine.close();
+  assert.throws(() => projects.enabled('cus_pro'), ClosedError);
+  assert.throws(() => engine.feature('sso'), ClosedError);
+});
