@@ -1,0 +1,214 @@
+package entitle_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	entitle "example.invalid/entitle/bindings/go"
+)
+
+// The shared conformance suite (tests/conformance, read from the repository, never copied): every
+// case through Check, Enabled, Limit and Allows at the case's time, against an engine built from
+// the catalog's exact bytes.
+
+type conformanceCase struct {
+	Name      string       `json:"name"`
+	Customer  string       `json:"customer"`
+	Feature   string       `json:"feature"`
+	At        json.Number  `json:"at"`
+	Usage     *json.Number `json:"usage"`
+	Requested *json.Number `json:"requested"`
+	Expected  struct {
+		FeatureType *string `json:"feature_type"`
+		Enabled     bool    `json:"enabled"`
+		Limit       any     `json:"limit"`
+		Reason      string  `json:"reason"`
+		Allowed     *bool   `json:"allowed"`
+	} `json:"expected"`
+}
+
+type conformanceFile struct {
+	Catalog     json.RawMessage   `json:"catalog"`
+	Cases       []conformanceCase `json:"cases"`
+	ExpectError *string           `json:"expect_error"`
+}
+
+// rawCatalog cuts the exact text of the top-level "catalog" value out of a suite file (see
+// tests/conformance/README.md): no parse and re-serialization touches it.
+func rawCatalog(t *testing.T, text []byte) []byte {
+	t.Helper()
+	const marker = "\n  \"catalog\": "
+	start := bytes.Index(text, []byte(marker))
+	if start < 0 || bytes.Count(text, []byte(marker)) != 1 {
+		t.Fatalf("the file must hold %q exactly once", marker)
+	}
+	start += len(marker)
+	dec := json.NewDecoder(bytes.NewReader(text[start:]))
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
+		t.Fatalf("reading the catalog value: %v", err)
+	}
+	end := start + int(dec.InputOffset())
+	return text[start:end]
+}
+
+func readSuite(t *testing.T, path string) (conformanceFile, []byte) {
+	t.Helper()
+	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f conformanceFile
+	dec := json.NewDecoder(bytes.NewReader(text))
+	dec.UseNumber()
+	if err := dec.Decode(&f); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return f, rawCatalog(t, text)
+}
+
+func parseUint(t *testing.T, n json.Number) uint64 {
+	t.Helper()
+	v, err := strconv.ParseUint(string(n), 10, 64)
+	if err != nil {
+		t.Fatalf("not a whole number: %s", n)
+	}
+	return v
+}
+
+func TestConformance(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join(repo, "tests", "conformance", "*.json"))
+	if len(files) == 0 {
+		t.Fatal("no conformance files found under tests/conformance")
+	}
+	cases := 0
+	for _, path := range files {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			f, catalog := readSuite(t, path)
+			if len(f.Cases) == 0 {
+				t.Fatal("a valid suite file without cases")
+			}
+			e, err := entitle.FromCatalogJSON(catalog)
+			if err != nil {
+				t.Fatalf("loading the catalog: %v", err)
+			}
+			defer e.Close()
+			for _, c := range f.Cases {
+				cases++
+				checkCase(t, e, c)
+			}
+		})
+	}
+	t.Logf("%d files, %d cases", len(files), cases)
+}
+
+func checkCase(t *testing.T, e *entitle.Engine, c conformanceCase) {
+	t.Helper()
+	secs, err := strconv.ParseInt(string(c.At), 10, 64)
+	if err != nil {
+		t.Fatalf("%s: at: %v", c.Name, err)
+	}
+	when := time.Unix(secs, 0)
+	want := c.Expected
+	d := e.CheckAt(c.Customer, c.Feature, when)
+
+	wantType := entitle.FeatureUnknown
+	if want.FeatureType != nil {
+		wantType = entitle.FeatureType(*want.FeatureType)
+	}
+	if d.FeatureType != wantType {
+		t.Errorf("%s: feature_type %q, want %q", c.Name, d.FeatureType, wantType)
+	}
+	if d.Enabled != want.Enabled {
+		t.Errorf("%s: enabled %v, want %v", c.Name, d.Enabled, want.Enabled)
+	}
+	if string(d.Reason) != want.Reason {
+		t.Errorf("%s: reason %q, want %q", c.Name, d.Reason, want.Reason)
+	}
+	// limit: a number, "unlimited", or null (flags and unknown features: a zero Limit).
+	var wantLimit entitle.Limit
+	switch l := want.Limit.(type) {
+	case nil:
+		if d.FeatureType == entitle.FeatureLimit {
+			t.Errorf("%s: a limit feature where the suite expects limit null", c.Name)
+		}
+	case string:
+		if l != "unlimited" {
+			t.Fatalf("%s: unexpected limit %q", c.Name, l)
+		}
+		wantLimit = entitle.Limit{Unlimited: true}
+	case json.Number:
+		wantLimit = entitle.Limit{Value: parseUint(t, l)}
+	default:
+		t.Fatalf("%s: unexpected limit %v", c.Name, l)
+	}
+	if d.Limit != wantLimit {
+		t.Errorf("%s: limit %v, want %v", c.Name, d.Limit, wantLimit)
+	}
+	// The plain calls answer the same.
+	if got := e.EnabledAt(c.Customer, c.Feature, when); got != want.Enabled {
+		t.Errorf("%s: EnabledAt %v, want %v", c.Name, got, want.Enabled)
+	}
+	if got := e.LimitAt(c.Customer, c.Feature, when); got != wantLimit {
+		t.Errorf("%s: LimitAt %v, want %v", c.Name, got, wantLimit)
+	}
+	if c.Usage != nil {
+		if want.Allowed == nil {
+			t.Fatalf("%s: usage without expected.allowed", c.Name)
+		}
+		usage := parseUint(t, *c.Usage)
+		requested := uint64(1) // the suite's default; Allows has no default argument in Go
+		if c.Requested != nil {
+			requested = parseUint(t, *c.Requested)
+		}
+		if got := e.AllowsAt(c.Customer, c.Feature, usage, requested, when); got != *want.Allowed {
+			t.Errorf("%s: AllowsAt(%d, %d) %v, want %v", c.Name, usage, requested, got, *want.Allowed)
+		}
+		if got := d.Allows(usage, requested); got != *want.Allowed {
+			t.Errorf("%s: Decision.Allows(%d, %d) %v, want %v", c.Name, usage, requested, got, *want.Allowed)
+		}
+	} else if want.Allowed != nil {
+		t.Fatalf("%s: expected.allowed without usage", c.Name)
+	}
+	// Entitlements lists the same decision under the feature's key (for features in the catalog).
+	if d.FeatureType != entitle.FeatureUnknown {
+		all := e.EntitlementsAt(c.Customer, when)
+		if got, ok := all[c.Feature]; !ok || got != d {
+			t.Errorf("%s: EntitlementsAt[%q] = %+v (present %v), want %+v", c.Name, c.Feature, got, ok, d)
+		}
+	}
+}
+
+func TestConformanceInvalid(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join(repo, "tests", "conformance", "invalid", "*.json"))
+	if len(files) == 0 {
+		t.Fatal("no invalid catalogs found under tests/conformance/invalid")
+	}
+	for _, path := range files {
+		f, catalog := readSuite(t, path)
+		if f.ExpectError == nil {
+			t.Fatalf("%s: no expect_error", path)
+		}
+		e, err := entitle.FromCatalogJSON(catalog)
+		if err == nil {
+			e.Close()
+			t.Errorf("%s: the catalog loaded", filepath.Base(path))
+			continue
+		}
+		var ee *entitle.Error
+		if !errors.As(err, &ee) || !errors.Is(err, entitle.ErrInvalidCatalog) {
+			t.Errorf("%s: %v is not an invalid-catalog *Error", filepath.Base(path), err)
+			continue
+		}
+		if !strings.HasPrefix(ee.Detail, *f.ExpectError+":") {
+			t.Errorf("%s: detail %q does not start with %q", filepath.Base(path), ee.Detail, *f.ExpectError+":")
+		}
+	}
+}

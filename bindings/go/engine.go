@@ -1,0 +1,716 @@
+//go:build cgo
+
+package entitle
+
+/*
+#cgo CFLAGS: -I${SRCDIR}/lib -O2
+#cgo linux,amd64 LDFLAGS: ${SRCDIR}/lib/linux_amd64/libentitle.a -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+#cgo linux,arm64 LDFLAGS: ${SRCDIR}/lib/linux_arm64/libentitle.a -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+
+// The hot calls neither keep a Go pointer past the call (noescape: the strings and the decision
+// can stay on the goroutine's stack) nor call back into Go (nocallback: cgo skips the callback
+// bookkeeping).
+#cgo noescape entitle_engine_enabled
+#cgo nocallback entitle_engine_enabled
+#cgo noescape entitle_engine_enabled_at
+#cgo nocallback entitle_engine_enabled_at
+#cgo noescape entitle_engine_limit
+#cgo nocallback entitle_engine_limit
+#cgo noescape entitle_engine_limit_at
+#cgo nocallback entitle_engine_limit_at
+#cgo noescape entitle_engine_allows
+#cgo nocallback entitle_engine_allows
+#cgo noescape entitle_engine_allows_at
+#cgo nocallback entitle_engine_allows_at
+#cgo noescape entitle_engine_check
+#cgo nocallback entitle_engine_check
+#cgo noescape entitle_engine_check_at
+#cgo nocallback entitle_engine_check_at
+#cgo nocallback entitle_engine_version
+
+#if !__has_include(<entitle.h>)
+#error "bindings/go/lib/entitle.h and lib/<GOOS>_<GOARCH>/libentitle.a are missing: build them with `go generate` in bindings/go (or scripts/build-go-lib.sh); see bindings/go/README.md"
+#endif
+#include <entitle.h>
+#include <stdlib.h>
+#include <string.h>
+
+// The library's error detail is per thread, and a goroutine may move to another thread between
+// two cgo calls: so every fallible call goes through a wrapper below that, on failure, copies the
+// detail within the same C call. The copy is malloc'ed (failure path only); Go frees it.
+typedef struct goe_err {
+	char *msg;
+	size_t len;
+} goe_err;
+
+static void goe_take_detail(goe_err *err) {
+	size_t n = entitle_last_error_len();
+	err->msg = NULL;
+	err->len = 0;
+	if (n == 0) return;
+	char *buf = malloc(n);
+	if (buf == NULL) return;
+	size_t written = 0;
+	if (entitle_last_error_message((uint8_t *)buf, n, &written) != ENTITLE_RESULT_OK) {
+		free(buf);
+		return;
+	}
+	err->msg = buf;
+	err->len = written;
+}
+
+#define GOE_CALL(call)                               \
+	entitle_result r = (call);                       \
+	if (r != ENTITLE_RESULT_OK) goe_take_detail(err); \
+	return r;
+
+static entitle_result goe_from_file(const uint8_t *p, size_t n, entitle_engine **out, goe_err *err) {
+	GOE_CALL(entitle_engine_from_file(p, n, out))
+}
+static entitle_result goe_from_snapshot(const uint8_t *p, size_t n, entitle_engine **out, goe_err *err) {
+	GOE_CALL(entitle_engine_from_snapshot(p, n, out))
+}
+static entitle_result goe_from_catalog_json(const uint8_t *p, size_t n, entitle_engine **out, goe_err *err) {
+	GOE_CALL(entitle_engine_from_catalog_json(p, n, out))
+}
+static entitle_result goe_connect(const entitle_sync_config *config, entitle_engine **out, goe_err *err) {
+	GOE_CALL(entitle_engine_connect(config, out))
+}
+static entitle_result goe_replace_snapshot(entitle_engine *e, const uint8_t *p, size_t n, goe_err *err) {
+	GOE_CALL(entitle_engine_replace_snapshot(e, p, n))
+}
+static entitle_result goe_replace_file(entitle_engine *e, const uint8_t *p, size_t n, goe_err *err) {
+	GOE_CALL(entitle_engine_replace_file(e, p, n))
+}
+static entitle_result goe_apply_delta(entitle_engine *e, const uint8_t *p, size_t n, uint64_t *version, goe_err *err) {
+	GOE_CALL(entitle_engine_apply_delta(e, p, n, version))
+}
+static entitle_result goe_entitlements_at(const entitle_engine *e, const uint8_t *c, size_t cn, int64_t at,
+		entitle_entitlements **out, goe_err *err) {
+	GOE_CALL(entitle_engine_entitlements_at(e, c, cn, at, out))
+}
+static entitle_result goe_status(const entitle_engine *e, entitle_status *out, goe_err *err) {
+	GOE_CALL(entitle_engine_status(e, out))
+}
+static entitle_result goe_status_text(const entitle_engine *e, uint32_t which, uint8_t *buf, size_t cap,
+		size_t *len, goe_err *err) {
+	GOE_CALL(entitle_engine_status_text(e, which, buf, cap, len))
+}
+*/
+import "C"
+
+import (
+	"context"
+	"runtime"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+	"unsafe"
+)
+
+// cStr passes a Go string to C as pointer and length, without a copy: the C side only reads the
+// bytes during the call and never keeps the pointer.
+func cStr(s string) (*C.uint8_t, C.size_t) {
+	return (*C.uint8_t)(unsafe.Pointer(unsafe.StringData(s))), C.size_t(len(s))
+}
+
+// cBytes passes a byte slice to C as pointer and length, without a copy (read during the call).
+func cBytes(b []byte) (*C.uint8_t, C.size_t) {
+	return (*C.uint8_t)(unsafe.Pointer(unsafe.SliceData(b))), C.size_t(len(b))
+}
+
+// takeError turns a failed call's code and the detail its wrapper copied into an *Error, and
+// frees the copy.
+func takeError(code C.entitle_result, detail *C.goe_err) error {
+	msg := ""
+	if detail.msg != nil {
+		msg = C.GoStringN(detail.msg, C.int(detail.len))
+		C.free(unsafe.Pointer(detail.msg))
+		detail.msg = nil
+	}
+	return &Error{Code: Code(code), Detail: msg}
+}
+
+// closedBit marks an engine as closed in Engine.state; the bits below it count calls in flight.
+const closedBit = uint64(1) << 63
+
+// Engine answers entitlement questions from memory. It is safe for concurrent use by any number
+// of goroutines, including Close.
+//
+// Create one with FromFile, FromSnapshot, FromCatalogJSON or Connect, and Close it when done (a
+// cleanup releases it if it becomes unreachable first, but only Close says when).
+type Engine struct {
+	ptr *C.entitle_engine
+	// state is closedBit once Close has begun, plus the number of calls in flight. A call adds 1
+	// before it uses ptr and subtracts 1 after; Close sets closedBit, then waits for the count to
+	// drop to 0 before it frees ptr. One atomic add on the way in and one on the way out are all
+	// that the hot path pays for Close being safe at any time.
+	state atomic.Uint64
+	// drained receives a token whenever a call leaves a closed engine with no call in flight.
+	drained chan struct{}
+	// released is closed when Close has freed the engine.
+	released chan struct{}
+	cleanup  runtime.Cleanup
+	syncing  bool
+}
+
+func newEngine(ptr *C.entitle_engine, syncing bool) *Engine {
+	e := &Engine{
+		ptr:      ptr,
+		drained:  make(chan struct{}, 1),
+		released: make(chan struct{}),
+		syncing:  syncing,
+	}
+	// The backstop for an engine dropped without Close: no call can be in flight once e is
+	// unreachable, so freeing is safe then.
+	e.cleanup = runtime.AddCleanup(e, func(p *C.entitle_engine) { C.entitle_engine_free(p) }, ptr)
+	return e
+}
+
+// enter registers a call in flight; false means the engine is closed and ptr must not be used.
+func (e *Engine) enter() bool {
+	if e.state.Add(1)&closedBit != 0 {
+		e.exit()
+		return false
+	}
+	return true
+}
+
+// exit ends a call registered by enter (also one that found the engine closed).
+func (e *Engine) exit() {
+	if e.state.Add(^uint64(0)) == closedBit {
+		select {
+		case e.drained <- struct{}{}:
+		default: // a token is already waiting
+		}
+	}
+}
+
+// FromFile creates an engine from a file holding a binary snapshot (as written by `entitle
+// build`) or a catalog JSON, told apart by content.
+//
+// Errors: ErrIO (unreadable file; the detail names it), ErrInvalidCatalog, ErrBadMagic,
+// ErrUnsupportedVersion, ErrCorrupt, ErrTooLarge, ErrInvalidUTF8 (the path).
+func FromFile(path string) (*Engine, error) {
+	p, n := cStr(path)
+	var out *C.entitle_engine
+	var detail C.goe_err
+	if r := C.goe_from_file(p, n, &out, &detail); r != C.ENTITLE_RESULT_OK {
+		return nil, takeError(r, &detail)
+	}
+	return newEngine(out, false), nil
+}
+
+// FromSnapshot creates an engine from binary snapshot bytes. The bytes are validated and copied:
+// b may be reused as soon as the call returns.
+//
+// Errors: ErrBadMagic, ErrUnsupportedVersion, ErrCorrupt, ErrTooLarge.
+func FromSnapshot(b []byte) (*Engine, error) {
+	p, n := cBytes(b)
+	var out *C.entitle_engine
+	var detail C.goe_err
+	if r := C.goe_from_snapshot(p, n, &out, &detail); r != C.ENTITLE_RESULT_OK {
+		return nil, takeError(r, &detail)
+	}
+	return newEngine(out, false), nil
+}
+
+// FromCatalogJSON creates an engine by validating and compiling a catalog JSON document (content
+// version 0). Meant for tests and small applications; production loads snapshots.
+//
+// Errors: ErrInvalidCatalog, whose detail starts with the path of the offending value (for
+// example `customers[3].overrides.seats: expected a whole number or "unlimited"`); ErrInvalidUTF8;
+// ErrTooLarge.
+func FromCatalogJSON(b []byte) (*Engine, error) {
+	p, n := cBytes(b)
+	var out *C.entitle_engine
+	var detail C.goe_err
+	if r := C.goe_from_catalog_json(p, n, &out, &detail); r != C.ENTITLE_RESULT_OK {
+		return nil, takeError(r, &detail)
+	}
+	return newEngine(out, false), nil
+}
+
+// millis converts a configuration duration to whole milliseconds: 0 stays 0 (the default), a
+// positive duration below a millisecond counts as one.
+func millis(name string, d time.Duration) (C.uint64_t, error) {
+	if d < 0 {
+		return 0, &Error{Code: CodeInvalidConfig, Detail: name + ": a negative duration"}
+	}
+	ms := (d + time.Millisecond - 1) / time.Millisecond
+	return C.uint64_t(ms), nil
+}
+
+// Connect creates an engine that keeps itself up to date from an edge (the files `entitle
+// publish` writes, served by `entitle serve` or any static HTTP server), in a background thread.
+//
+// It returns at once, without waiting for the network: with a snapshot in cfg.CacheDir the engine
+// serves it immediately; otherwise every feature is unknown until the first sync succeeds (use
+// WaitReady). An unreachable edge is not an error: the engine retries with backoff and reports it
+// in Status.
+//
+// Errors: ErrInvalidConfig (a URL that is not http:// or https://, a token that is not printable
+// ASCII, a negative duration), ErrInvalidUTF8, ErrIO (the thread cannot be started).
+func Connect(cfg SyncConfig) (*Engine, error) {
+	var c C.entitle_sync_config // zero: every option at its default
+	// The config is Go memory passed to C, so the strings it points to must not be Go memory:
+	// they are copied to the C heap for the call (the library copies them again and keeps none).
+	setString := func(s string, ptr **C.uint8_t, n *C.size_t) {
+		if s == "" {
+			return
+		}
+		*ptr, *n = (*C.uint8_t)(unsafe.Pointer(C.CString(s))), C.size_t(len(s))
+	}
+	setString(cfg.URL, &c.url, &c.url_len)
+	setString(cfg.Token, &c.token, &c.token_len)
+	setString(cfg.CacheDir, &c.cache_dir, &c.cache_dir_len)
+	defer func() {
+		C.free(unsafe.Pointer(c.url))
+		C.free(unsafe.Pointer(c.token))
+		C.free(unsafe.Pointer(c.cache_dir))
+	}()
+	for _, d := range []struct {
+		name string
+		in   time.Duration
+		out  *C.uint64_t
+	}{
+		{"PollInterval", cfg.PollInterval, &c.poll_interval_ms},
+		{"ConnectTimeout", cfg.ConnectTimeout, &c.connect_timeout_ms},
+		{"RequestTimeout", cfg.RequestTimeout, &c.request_timeout_ms},
+		{"MaxStaleness", cfg.MaxStaleness, &c.max_staleness_ms},
+		{"LongPoll", cfg.LongPoll, &c.long_poll_ms},
+		{"MaxBackoff", cfg.MaxBackoff, &c.max_backoff_ms},
+		{"PersistInterval", cfg.PersistInterval, &c.persist_interval_ms},
+	} {
+		ms, err := millis(d.name, d.in)
+		if err != nil {
+			return nil, err
+		}
+		*d.out = ms
+	}
+	var out *C.entitle_engine
+	var detail C.goe_err
+	if r := C.goe_connect(&c, &out, &detail); r != C.ENTITLE_RESULT_OK {
+		return nil, takeError(r, &detail)
+	}
+	return newEngine(out, true), nil
+}
+
+// Enabled reports whether customer may use feature now: a flag's value; for a limit, unlimited or
+// greater than 0. Unknown features answer false; unknown customers get the feature's default. A
+// closed engine answers false.
+//
+// The hot path: one C call, no lock, no allocation.
+func (e *Engine) Enabled(customer, feature string) bool {
+	if !e.enter() {
+		return false
+	}
+	cp, cn := cStr(customer)
+	fp, fn := cStr(feature)
+	r := C.entitle_engine_enabled(e.ptr, cp, cn, fp, fn)
+	e.exit()
+	return bool(r)
+}
+
+// EnabledAt is Enabled evaluated at time at instead of now (whole unix seconds).
+func (e *Engine) EnabledAt(customer, feature string, at time.Time) bool {
+	if !e.enter() {
+		return false
+	}
+	cp, cn := cStr(customer)
+	fp, fn := cStr(feature)
+	r := C.entitle_engine_enabled_at(e.ptr, cp, cn, fp, fn, C.int64_t(at.Unix()))
+	e.exit()
+	return bool(r)
+}
+
+func limitOf(v C.uint64_t) Limit {
+	if v == C.ENTITLE_UNLIMITED {
+		return Limit{Unlimited: true}
+	}
+	return Limit{Value: uint64(v)}
+}
+
+// Limit gives the limit of feature for customer now. Flags and unknown features give a zero
+// Limit (use Check to tell them apart); unknown customers get the feature's default. A closed
+// engine gives a zero Limit.
+//
+// The hot path: one C call, no lock, no allocation.
+func (e *Engine) Limit(customer, feature string) Limit {
+	if !e.enter() {
+		return Limit{}
+	}
+	cp, cn := cStr(customer)
+	fp, fn := cStr(feature)
+	r := C.entitle_engine_limit(e.ptr, cp, cn, fp, fn)
+	e.exit()
+	return limitOf(r)
+}
+
+// LimitAt is Limit evaluated at time at instead of now (whole unix seconds).
+func (e *Engine) LimitAt(customer, feature string, at time.Time) Limit {
+	if !e.enter() {
+		return Limit{}
+	}
+	cp, cn := cStr(customer)
+	fp, fn := cStr(feature)
+	r := C.entitle_engine_limit_at(e.ptr, cp, cn, fp, fn, C.int64_t(at.Unix()))
+	e.exit()
+	return limitOf(r)
+}
+
+// Allows reports whether customer may use requested more of feature on top of usage now: a flag
+// allows when enabled; a limit when it is unlimited or usage+requested <= limit (a sum that
+// overflows never fits). Pass requested = 1 for "one more?". Unknown features and closed engines
+// answer false.
+//
+// The hot path: one C call, no lock, no allocation.
+func (e *Engine) Allows(customer, feature string, usage, requested uint64) bool {
+	if !e.enter() {
+		return false
+	}
+	cp, cn := cStr(customer)
+	fp, fn := cStr(feature)
+	r := C.entitle_engine_allows(e.ptr, cp, cn, fp, fn, C.uint64_t(usage), C.uint64_t(requested))
+	e.exit()
+	return bool(r)
+}
+
+// AllowsAt is Allows evaluated at time at instead of now (whole unix seconds).
+func (e *Engine) AllowsAt(customer, feature string, usage, requested uint64, at time.Time) bool {
+	if !e.enter() {
+		return false
+	}
+	cp, cn := cStr(customer)
+	fp, fn := cStr(feature)
+	r := C.entitle_engine_allows_at(e.ptr, cp, cn, fp, fn, C.uint64_t(usage), C.uint64_t(requested),
+		C.int64_t(at.Unix()))
+	e.exit()
+	return bool(r)
+}
+
+var reasons = [...]Reason{ReasonDefault, ReasonSubscription, ReasonOverride, ReasonCustomerNotFound,
+	ReasonFeatureNotFound}
+
+func decisionOf(d *C.entitle_decision) Decision {
+	out := Decision{Enabled: bool(d.enabled), Version: uint64(d.version), Reason: ReasonFeatureNotFound,
+		FeatureType: FeatureUnknown}
+	if int(d.reason) < len(reasons) {
+		out.Reason = reasons[d.reason]
+	}
+	switch d.feature_type {
+	case C.ENTITLE_FEATURE_TYPE_FLAG:
+		out.FeatureType = FeatureFlag
+	case C.ENTITLE_FEATURE_TYPE_LIMIT:
+		out.FeatureType = FeatureLimit
+		out.Limit = limitOf(d.value)
+	}
+	return out
+}
+
+// closedDecision is what Check answers on a closed engine.
+var closedDecision = Decision{FeatureType: FeatureUnknown, Reason: ReasonClosed}
+
+// Check evaluates feature for customer now and gives the whole decision: type, enabled, limit,
+// reason and the version of the content that answered. Unknown customers and features are
+// answers, not errors. A closed engine answers with ReasonClosed.
+//
+// The hot path: one C call, no lock, no allocation.
+func (e *Engine) Check(customer, feature string) Decision {
+	return e.check(customer, feature, false, 0)
+}
+
+// CheckAt is Check evaluated at time at instead of now (whole unix seconds).
+func (e *Engine) CheckAt(customer, feature string, at time.Time) Decision {
+	return e.check(customer, feature, true, at.Unix())
+}
+
+func (e *Engine) check(customer, feature string, hasAt bool, at int64) Decision {
+	if !e.enter() {
+		return closedDecision
+	}
+	var d C.entitle_decision
+	r := e.checkCall(customer, feature, hasAt, at, &d)
+	if r == C.ENTITLE_RESULT_INVALID_UTF8 {
+		// Bytes that are not UTF-8 can match no key: answer as Enabled and Limit do, for an
+		// unknown customer or feature (the empty string is a valid key that is never found).
+		if !utf8.ValidString(customer) {
+			customer = ""
+		}
+		if !utf8.ValidString(feature) {
+			feature = ""
+		}
+		r = e.checkCall(customer, feature, hasAt, at, &d)
+	}
+	e.exit()
+	if r != C.ENTITLE_RESULT_OK {
+		// Only a panic inside the library is left: fail closed.
+		return Decision{FeatureType: FeatureUnknown, Reason: ReasonFeatureNotFound}
+	}
+	return decisionOf(&d)
+}
+
+func (e *Engine) checkCall(customer, feature string, hasAt bool, at int64, d *C.entitle_decision) C.entitle_result {
+	cp, cn := cStr(customer)
+	fp, fn := cStr(feature)
+	if hasAt {
+		return C.entitle_engine_check_at(e.ptr, cp, cn, fp, fn, C.int64_t(at), d)
+	}
+	return C.entitle_engine_check(e.ptr, cp, cn, fp, fn, d)
+}
+
+// Entitlements gives every feature's decision for customer now, by feature key. An unknown
+// customer gets every feature's default (ReasonCustomerNotFound). A closed engine gives nil.
+func (e *Engine) Entitlements(customer string) map[string]Decision {
+	return e.EntitlementsAt(customer, time.Now())
+}
+
+// EntitlementsAt is Entitlements evaluated at time at instead of now (whole unix seconds).
+func (e *Engine) EntitlementsAt(customer string, at time.Time) map[string]Decision {
+	if !utf8.ValidString(customer) {
+		customer = "" // matches no customer, as for the lookups
+	}
+	if !e.enter() {
+		return nil
+	}
+	cp, cn := cStr(customer)
+	var list *C.entitle_entitlements
+	var detail C.goe_err
+	r := C.goe_entitlements_at(e.ptr, cp, cn, C.int64_t(at.Unix()), &list, &detail)
+	e.exit()
+	if r != C.ENTITLE_RESULT_OK {
+		_ = takeError(r, &detail) // only a library panic is left; fail closed
+		return nil
+	}
+	defer C.entitle_entitlements_free(list)
+	n := int(C.entitle_entitlements_len(list))
+	out := make(map[string]Decision, n)
+	for i := 0; i < n; i++ {
+		var entry C.entitle_entitlement
+		if C.entitle_entitlements_get(list, C.size_t(i), &entry) != C.ENTITLE_RESULT_OK {
+			continue
+		}
+		key := C.GoStringN((*C.char)(unsafe.Pointer(entry.key)), C.int(entry.key_len))
+		out[key] = decisionOf(&entry.decision)
+	}
+	return out
+}
+
+// Version gives the current content version (of the last snapshot loaded or delta applied); 0 for
+// a catalog-built engine or a closed one.
+func (e *Engine) Version() uint64 {
+	if !e.enter() {
+		return 0
+	}
+	v := C.entitle_engine_version(e.ptr)
+	e.exit()
+	return uint64(v)
+}
+
+// Replace replaces the engine's whole content with snapshot bytes (copied: b may be reused when
+// the call returns). Lookups running meanwhile finish on the old content; later ones see the new;
+// none sees a mix. On failure the current content is kept. On an engine that syncs, the sync may
+// replace the content again at its next poll.
+//
+// Errors: ErrBadMagic, ErrUnsupportedVersion, ErrCorrupt, ErrTooLarge, ErrClosed.
+func (e *Engine) Replace(b []byte) error {
+	if !e.enter() {
+		return ErrClosed
+	}
+	p, n := cBytes(b)
+	var detail C.goe_err
+	r := C.goe_replace_snapshot(e.ptr, p, n, &detail)
+	e.exit()
+	if r != C.ENTITLE_RESULT_OK {
+		return takeError(r, &detail)
+	}
+	return nil
+}
+
+// ReplaceFile replaces the engine's whole content with the snapshot or catalog JSON in the file at
+// path, as Replace does.
+//
+// Errors: as for FromFile, and ErrClosed.
+func (e *Engine) ReplaceFile(path string) error {
+	if !e.enter() {
+		return ErrClosed
+	}
+	p, n := cStr(path)
+	var detail C.goe_err
+	r := C.goe_replace_file(e.ptr, p, n, &detail)
+	e.exit()
+	if r != C.ENTITLE_RESULT_OK {
+		return takeError(r, &detail)
+	}
+	return nil
+}
+
+// ApplyDelta applies delta bytes (as written by `entitle diff`) to the current content; the cost
+// follows the size of the delta, not of the snapshot. On failure the current content is kept.
+//
+// Errors: ErrWrongBase (the delta was made for another base), ErrFeatureMismatch, ErrBadMagic,
+// ErrUnsupportedVersion, ErrCorrupt, ErrTooLarge, ErrClosed.
+func (e *Engine) ApplyDelta(b []byte) error {
+	if !e.enter() {
+		return ErrClosed
+	}
+	p, n := cBytes(b)
+	var detail C.goe_err
+	r := C.goe_apply_delta(e.ptr, p, n, nil, &detail)
+	e.exit()
+	if r != C.ENTITLE_RESULT_OK {
+		return takeError(r, &detail)
+	}
+	return nil
+}
+
+// waitSlice bounds one blocking wait inside the library, so that a cancelled context is noticed
+// within this long.
+const waitSlice = 50 * time.Millisecond
+
+// WaitReady waits until the engine has content (from its cache or a first successful sync), until
+// ctx is done, or until the engine is closed, and reports whether it has content. Engines that do
+// not sync have content from the start.
+func (e *Engine) WaitReady(ctx context.Context) bool {
+	for {
+		slice := waitSlice
+		if deadline, ok := ctx.Deadline(); ok {
+			if left := time.Until(deadline); left < slice {
+				slice = max(left, 0)
+			}
+		}
+		if !e.enter() {
+			return false
+		}
+		ready := C.entitle_engine_wait_ready(e.ptr, C.uint64_t(slice/time.Millisecond))
+		closed := e.state.Load()&closedBit != 0
+		e.exit()
+		if ready {
+			return true
+		}
+		if closed || ctx.Err() != nil {
+			return false
+		}
+		if slice == 0 {
+			// A deadline shorter than a millisecond: give the context time to expire.
+			time.Sleep(time.Millisecond / 4)
+		}
+	}
+}
+
+func unixTime(has C.bool, secs C.int64_t) time.Time {
+	if !bool(has) {
+		return time.Time{}
+	}
+	return time.Unix(int64(secs), 0)
+}
+
+var syncStates = [...]SyncState{SyncStarting, SyncReady, SyncStale, SyncFailed}
+
+// Status gives the engine's sync status. Engines that do not sync report SyncReady, their
+// version and zero counters; a closed engine reports SyncClosed.
+func (e *Engine) Status() Status {
+	if !e.enter() {
+		return Status{State: SyncClosed, Syncing: e.syncing}
+	}
+	defer e.exit()
+	var s C.entitle_status
+	var detail C.goe_err
+	if r := C.goe_status(e.ptr, &s, &detail); r != C.ENTITLE_RESULT_OK {
+		_ = takeError(r, &detail) // only a library panic is left
+		return Status{State: SyncFailed, Syncing: e.syncing}
+	}
+	out := Status{
+		State:               SyncFailed,
+		Syncing:             bool(s.syncing),
+		WarmStart:           bool(s.warm_start),
+		LongPoll:            bool(s.long_poll),
+		Version:             uint64(s.version),
+		LastSuccess:         unixTime(s.has_last_success, s.last_success),
+		LastErrorAt:         unixTime(s.has_last_error_at, s.last_error_at),
+		HasDataAge:          bool(s.has_data_age),
+		HasEdgeVersion:      bool(s.has_edge_version),
+		Syncs:               uint64(s.syncs),
+		Failures:            uint64(s.failures),
+		ConsecutiveFailures: uint64(s.consecutive_failures),
+		Updates:             uint64(s.updates),
+		DeltasApplied:       uint64(s.deltas_applied),
+		SnapshotsFetched:    uint64(s.snapshots_fetched),
+	}
+	if int(s.state) < len(syncStates) {
+		out.State = syncStates[s.state]
+	}
+	if out.HasDataAge {
+		out.DataAge = time.Duration(s.data_age_ms) * time.Millisecond
+	}
+	if out.HasEdgeVersion {
+		out.EdgeVersion = uint64(s.edge_version)
+	}
+	out.LastError = e.statusText(C.ENTITLE_STATUS_TEXT_LAST_ERROR, int(s.last_error_len))
+	out.CacheError = e.statusText(C.ENTITLE_STATUS_TEXT_CACHE_ERROR, int(s.cache_error_len))
+	out.Lineage = e.statusText(C.ENTITLE_STATUS_TEXT_LINEAGE, 256)
+	return out
+}
+
+// statusText copies one status text; the caller holds a call in flight. The text may grow between
+// the status and this call, so the buffer grows until it fits.
+func (e *Engine) statusText(which C.uint32_t, hint int) string {
+	buf := make([]byte, max(hint, 64))
+	for {
+		var n C.size_t
+		var detail C.goe_err
+		r := C.goe_status_text(e.ptr, which, (*C.uint8_t)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)), &n, &detail)
+		switch r {
+		case C.ENTITLE_RESULT_OK:
+			return string(buf[:n])
+		case C.ENTITLE_RESULT_BUFFER_TOO_SMALL:
+			_ = takeError(r, &detail)
+			buf = make([]byte, 2*len(buf))
+		default:
+			_ = takeError(r, &detail)
+			return ""
+		}
+	}
+}
+
+// Close stops the engine's sync (if any), waits for calls in flight on other goroutines to finish,
+// and releases the engine. It is idempotent and safe to call while other goroutines use the
+// engine: calls that start after Close began fail closed (false, a zero Limit, ReasonClosed,
+// ErrClosed). A WaitReady in progress returns false. Close always returns nil; the error is there
+// for io.Closer.
+func (e *Engine) Close() error {
+	if e.state.Or(closedBit)&closedBit != 0 {
+		<-e.released // another Close is releasing it: return once it has
+		return nil
+	}
+	// Stopping the sync thread is safe while lookups run, and wakes waiters inside the library
+	// so that they leave promptly.
+	C.entitle_engine_close(e.ptr)
+	for e.state.Load() != closedBit {
+		<-e.drained
+	}
+	e.cleanup.Stop()
+	C.entitle_engine_free(e.ptr)
+	close(e.released)
+	return nil
+}
+
+// Closed reports whether Close has been called.
+func (e *Engine) Closed() bool {
+	return e.state.Load()&closedBit != 0
+}
+
+// LibraryVersion gives the version of the linked libentitle, e.g. "0.1.0".
+func LibraryVersion() string {
+	return C.GoString(C.entitle_version())
+}
+
+// enabledUnguarded is Enabled without the in-flight count that makes Close safe: the benchmarks
+// call it to measure what that count costs. Nothing else may call it.
+func (e *Engine) enabledUnguarded(customer, feature string) bool {
+	cp, cn := cStr(customer)
+	fp, fn := cStr(feature)
+	r := C.entitle_engine_enabled(e.ptr, cp, cn, fp, fn)
+	runtime.KeepAlive(e)
+	return bool(r)
+}

@@ -1,0 +1,207 @@
+// Package ofprovider is an OpenFeature provider (github.com/open-feature/go-sdk) backed by an
+// entitle engine: flags are entitle features, the targeting key is the customer id.
+//
+//	engine, _ := entitle.FromFile("catalog.snap")
+//	_ = openfeature.SetProviderAndWait(ofprovider.New(engine))
+//	client := openfeature.NewClient("billing")
+//	sso, _ := client.BooleanValue(ctx, "sso", false, openfeature.NewEvaluationContext("cus_123", nil))
+//	seats, _ := client.IntValue(ctx, "seats", 0, openfeature.NewEvaluationContext("cus_123", nil))
+//
+// Evaluations:
+//   - Boolean: whether the feature is enabled (a flag's value; a limit that is unlimited or > 0).
+//   - Int: a limit feature's value; an unlimited limit is math.MaxInt64, with the flag metadata
+//     "unlimited" true. A flag is a TYPE_MISMATCH.
+//   - Float: a limit feature's value; unlimited is +Inf. A flag is a TYPE_MISMATCH.
+//   - Object: the whole decision as a map (feature_type, enabled, limit, reason, version), with
+//     limit a uint64 or the string "unlimited".
+//   - String: always a TYPE_MISMATCH (entitle has no string features).
+//
+// Reasons: entitle's "override" and "subscription" are TARGETING_MATCH (the customer's own data
+// decided); "default" and "customer_not_found" are DEFAULT. The variant is entitle's reason, and
+// the flag metadata holds "reason" (entitle's) and "version" (the content version). A feature
+// that is not in the snapshot is a FLAG_NOT_FOUND error, a missing or non-string targeting key a
+// TARGETING_KEY_MISSING error, and a closed engine a PROVIDER_NOT_READY error; each returns the
+// caller's default value.
+package ofprovider
+
+import (
+	"context"
+	"math"
+	"time"
+
+	entitle "example.invalid/entitle/bindings/go"
+	of "github.com/open-feature/go-sdk/openfeature"
+)
+
+// Provider answers OpenFeature evaluations from an entitle engine. It does not own the engine:
+// Shutdown leaves it open, and its creator closes it. Safe for concurrent use.
+type Provider struct {
+	engine      *entitle.Engine
+	readyWithin time.Duration
+}
+
+// Option configures a Provider.
+type Option func(*Provider)
+
+// WithReadyTimeout bounds how long initialization waits for an engine that syncs to get its first
+// content (default 10s); past it, the provider reports an initialization error and the SDK marks it
+// as in error until then.
+func WithReadyTimeout(d time.Duration) Option {
+	return func(p *Provider) { p.readyWithin = d }
+}
+
+// New makes a provider that answers from engine.
+func New(engine *entitle.Engine, opts ...Option) *Provider {
+	p := &Provider{engine: engine, readyWithin: 10 * time.Second}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
+}
+
+// Metadata names the provider "entitle".
+func (p *Provider) Metadata() of.Metadata {
+	return of.Metadata{Name: "entitle"}
+}
+
+// Hooks gives none.
+func (p *Provider) Hooks() []of.Hook {
+	return nil
+}
+
+// Init waits for the engine's first content (see WithReadyTimeout).
+func (p *Provider) Init(evalCtx of.EvaluationContext) error {
+	return p.InitWithContext(context.Background(), evalCtx)
+}
+
+// InitWithContext waits for the engine's first content, until ctx is done or the ready timeout.
+func (p *Provider) InitWithContext(ctx context.Context, _ of.EvaluationContext) error {
+	ctx, cancel := context.WithTimeout(ctx, p.readyWithin)
+	defer cancel()
+	if !p.engine.WaitReady(ctx) {
+		return &of.ProviderInitError{ErrorCode: of.ProviderNotReadyCode,
+			Message: "the entitle engine has no content yet (state " + string(p.engine.Status().State) + ")"}
+	}
+	return nil
+}
+
+// Shutdown does nothing: the engine belongs to its creator, who closes it.
+func (p *Provider) Shutdown() {}
+
+// ShutdownWithContext does nothing, as Shutdown.
+func (p *Provider) ShutdownWithContext(context.Context) error { return nil }
+
+// decide evaluates flag for the context's targeting key; a non-empty error result means the
+// caller's default is returned.
+func (p *Provider) decide(flag string, flatCtx of.FlattenedContext) (entitle.Decision, of.ProviderResolutionDetail) {
+	customer, ok := flatCtx[of.TargetingKey].(string)
+	if !ok {
+		return entitle.Decision{}, failure(of.NewTargetingKeyMissingResolutionError(
+			"entitle needs the customer id as the targeting key"))
+	}
+	d := p.engine.Check(customer, flag)
+	switch d.Reason {
+	case entitle.ReasonClosed:
+		return d, failure(of.NewProviderNotReadyResolutionError("the entitle engine is closed"))
+	case entitle.ReasonFeatureNotFound:
+		return d, failure(of.NewFlagNotFoundResolutionError("no feature " + flag + " in the entitle snapshot"))
+	}
+	detail := of.ProviderResolutionDetail{
+		Reason:       of.DefaultReason,
+		Variant:      string(d.Reason),
+		FlagMetadata: of.FlagMetadata{"reason": string(d.Reason), "version": int64(d.Version)},
+	}
+	if d.Reason == entitle.ReasonOverride || d.Reason == entitle.ReasonSubscription {
+		detail.Reason = of.TargetingMatchReason
+	}
+	return d, detail
+}
+
+func failure(err of.ResolutionError) of.ProviderResolutionDetail {
+	return of.ProviderResolutionDetail{ResolutionError: err, Reason: of.ErrorReason}
+}
+
+func failed(detail of.ProviderResolutionDetail) bool {
+	return detail.Reason == of.ErrorReason
+}
+
+func typeMismatch(flag string, d entitle.Decision, want string) of.ProviderResolutionDetail {
+	return failure(of.NewTypeMismatchResolutionError(
+		"feature " + flag + " is a " + string(d.FeatureType) + ", not " + want))
+}
+
+// BooleanEvaluation answers whether the feature is enabled for the customer.
+func (p *Provider) BooleanEvaluation(_ context.Context, flag string, defaultValue bool, flatCtx of.FlattenedContext) of.BoolResolutionDetail {
+	d, detail := p.decide(flag, flatCtx)
+	if failed(detail) {
+		return of.BoolResolutionDetail{Value: defaultValue, ProviderResolutionDetail: detail}
+	}
+	return of.BoolResolutionDetail{Value: d.Enabled, ProviderResolutionDetail: detail}
+}
+
+// IntEvaluation answers a limit feature's value (math.MaxInt64 when unlimited).
+func (p *Provider) IntEvaluation(_ context.Context, flag string, defaultValue int64, flatCtx of.FlattenedContext) of.IntResolutionDetail {
+	d, detail := p.decide(flag, flatCtx)
+	if !failed(detail) && d.FeatureType != entitle.FeatureLimit {
+		detail = typeMismatch(flag, d, "a limit")
+	}
+	if failed(detail) {
+		return of.IntResolutionDetail{Value: defaultValue, ProviderResolutionDetail: detail}
+	}
+	detail.FlagMetadata["unlimited"] = d.Limit.Unlimited
+	value := int64(math.MaxInt64)
+	if !d.Limit.Unlimited {
+		value = int64(d.Limit.Value) // finite limits never exceed math.MaxInt64
+	}
+	return of.IntResolutionDetail{Value: value, ProviderResolutionDetail: detail}
+}
+
+// FloatEvaluation answers a limit feature's value (+Inf when unlimited).
+func (p *Provider) FloatEvaluation(_ context.Context, flag string, defaultValue float64, flatCtx of.FlattenedContext) of.FloatResolutionDetail {
+	d, detail := p.decide(flag, flatCtx)
+	if !failed(detail) && d.FeatureType != entitle.FeatureLimit {
+		detail = typeMismatch(flag, d, "a limit")
+	}
+	if failed(detail) {
+		return of.FloatResolutionDetail{Value: defaultValue, ProviderResolutionDetail: detail}
+	}
+	detail.FlagMetadata["unlimited"] = d.Limit.Unlimited
+	value := math.Inf(1)
+	if !d.Limit.Unlimited {
+		value = float64(d.Limit.Value)
+	}
+	return of.FloatResolutionDetail{Value: value, ProviderResolutionDetail: detail}
+}
+
+// StringEvaluation is always a type mismatch: entitle has no string features.
+func (p *Provider) StringEvaluation(_ context.Context, flag string, defaultValue string, flatCtx of.FlattenedContext) of.StringResolutionDetail {
+	d, detail := p.decide(flag, flatCtx)
+	if !failed(detail) {
+		detail = typeMismatch(flag, d, "a string")
+	}
+	return of.StringResolutionDetail{Value: defaultValue, ProviderResolutionDetail: detail}
+}
+
+// ObjectEvaluation answers the whole decision as a map: feature_type, enabled, limit (a uint64,
+// "unlimited", or nil for a flag), reason and version.
+func (p *Provider) ObjectEvaluation(_ context.Context, flag string, defaultValue any, flatCtx of.FlattenedContext) of.InterfaceResolutionDetail {
+	d, detail := p.decide(flag, flatCtx)
+	if failed(detail) {
+		return of.InterfaceResolutionDetail{Value: defaultValue, ProviderResolutionDetail: detail}
+	}
+	var limit any
+	if d.FeatureType == entitle.FeatureLimit {
+		limit = d.Limit.Value
+		if d.Limit.Unlimited {
+			limit = "unlimited"
+		}
+	}
+	value := map[string]any{"feature_type": string(d.FeatureType), "enabled": d.Enabled, "limit": limit,
+		"reason": string(d.Reason), "version": d.Version}
+	return of.InterfaceResolutionDetail{Value: value, ProviderResolutionDetail: detail}
+}
+
+var (
+	_ of.FeatureProvider          = (*Provider)(nil)
+	_ of.ContextAwareStateHandler = (*Provider)(nil)
+)

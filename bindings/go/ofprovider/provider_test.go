@@ -1,0 +1,150 @@
+package ofprovider_test
+
+import (
+	"context"
+	"math"
+	"testing"
+
+	entitle "example.invalid/entitle/bindings/go"
+	"example.invalid/entitle/bindings/go/ofprovider"
+	of "github.com/open-feature/go-sdk/openfeature"
+	"github.com/open-feature/go-sdk/openfeature/isolated"
+)
+
+const catalog = `{
+  "features": [
+    {"key": "sso", "type": "flag", "default": false},
+    {"key": "projects", "type": "limit", "default": 3},
+    {"key": "api_calls", "type": "limit", "default": 0}
+  ],
+  "products": [
+    {"id": "prod_pro", "features": {"sso": true, "projects": 50}},
+    {"id": "prod_ent", "features": {"sso": true, "projects": "unlimited"}}
+  ],
+  "customers": [
+    {"id": "cus_pro", "subscriptions": [{"id": "s1", "status": "active", "items": [{"product": "prod_pro"}]}]},
+    {"id": "cus_ent", "subscriptions": [{"id": "s2", "status": "active", "items": [{"product": "prod_ent"}]}]},
+    {"id": "cus_override", "overrides": {"sso": true}}
+  ]
+}`
+
+// client sets up an isolated OpenFeature API with the entitle provider (no global state).
+func client(t *testing.T) (*of.Client, *entitle.Engine) {
+	t.Helper()
+	engine, err := entitle.FromCatalogJSON([]byte(catalog))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = engine.Close() })
+	api := isolated.NewAPI()
+	t.Cleanup(func() { _ = api.Shutdown(context.Background()) })
+	if err := api.SetProviderAndWait(t.Context(), ofprovider.New(engine)); err != nil {
+		t.Fatal(err)
+	}
+	return api.NewClient(), engine
+}
+
+func customer(id string) of.EvaluationContext {
+	return of.NewEvaluationContext(id, nil)
+}
+
+func TestBooleanEvaluations(t *testing.T) {
+	c, _ := client(t)
+	ctx := t.Context()
+	for _, tc := range []struct {
+		customer, flag string
+		value          bool
+		reason         of.Reason
+		variant        string
+	}{
+		{"cus_pro", "sso", true, of.TargetingMatchReason, "subscription"},
+		{"cus_override", "sso", true, of.TargetingMatchReason, "override"},
+		{"cus_free", "sso", false, of.DefaultReason, "customer_not_found"},
+		{"cus_pro", "projects", true, of.TargetingMatchReason, "subscription"}, // a limit > 0 is enabled
+		{"cus_pro", "api_calls", false, of.DefaultReason, "default"},
+	} {
+		d, err := c.BooleanValueDetails(ctx, tc.flag, !tc.value, customer(tc.customer))
+		if err != nil || d.Value != tc.value || d.Reason != tc.reason || d.Variant != tc.variant {
+			t.Errorf("%s/%s: %+v, %v", tc.customer, tc.flag, d, err)
+		}
+		if r, _ := d.FlagMetadata.GetString("reason"); r != tc.variant {
+			t.Errorf("%s/%s: metadata %v", tc.customer, tc.flag, d.FlagMetadata)
+		}
+	}
+}
+
+func TestIntAndFloatEvaluations(t *testing.T) {
+	c, _ := client(t)
+	ctx := t.Context()
+	d, err := c.IntValueDetails(ctx, "projects", -1, customer("cus_pro"))
+	if err != nil || d.Value != 50 || d.Reason != of.TargetingMatchReason {
+		t.Errorf("pro projects: %+v, %v", d, err)
+	}
+	d, err = c.IntValueDetails(ctx, "projects", -1, customer("cus_ent"))
+	if unlimited, _ := d.FlagMetadata.GetBool("unlimited"); err != nil || d.Value != math.MaxInt64 || !unlimited {
+		t.Errorf("unlimited projects: %+v, %v", d, err)
+	}
+	d, err = c.IntValueDetails(ctx, "projects", -1, customer("cus_nobody"))
+	if err != nil || d.Value != 3 || d.Reason != of.DefaultReason || d.Variant != "customer_not_found" {
+		t.Errorf("unknown customer's projects: %+v, %v", d, err)
+	}
+	f, err := c.FloatValueDetails(ctx, "projects", -1, customer("cus_ent"))
+	if err != nil || !math.IsInf(f.Value, 1) {
+		t.Errorf("unlimited as a float: %+v, %v", f, err)
+	}
+	f, err = c.FloatValueDetails(ctx, "projects", -1, customer("cus_pro"))
+	if err != nil || f.Value != 50 {
+		t.Errorf("pro projects as a float: %+v, %v", f, err)
+	}
+	// A flag has no number.
+	d, err = c.IntValueDetails(ctx, "sso", -1, customer("cus_pro"))
+	if err == nil || d.Value != -1 || d.ErrorCode != of.TypeMismatchCode {
+		t.Errorf("int of a flag: %+v, %v", d, err)
+	}
+	s, err := c.StringValueDetails(ctx, "sso", "x", customer("cus_pro"))
+	if err == nil || s.Value != "x" || s.ErrorCode != of.TypeMismatchCode {
+		t.Errorf("string of a flag: %+v, %v", s, err)
+	}
+}
+
+func TestObjectEvaluation(t *testing.T) {
+	c, _ := client(t)
+	d, err := c.ObjectValueDetails(t.Context(), "projects", nil, customer("cus_ent"))
+	m, ok := d.Value.(map[string]any)
+	if err != nil || !ok || m["limit"] != "unlimited" || m["reason"] != "subscription" || m["feature_type"] != "limit" || m["enabled"] != true {
+		t.Errorf("object: %+v, %v", d, err)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	c, engine := client(t)
+	ctx := t.Context()
+	d, err := c.BooleanValueDetails(ctx, "nope", true, customer("cus_pro"))
+	if err == nil || !d.Value || d.ErrorCode != of.FlagNotFoundCode || d.Reason != of.ErrorReason {
+		t.Errorf("unknown feature: %+v, %v", d, err)
+	}
+	d, err = c.BooleanValueDetails(ctx, "sso", true, of.NewTargetlessEvaluationContext(nil))
+	if err == nil || !d.Value || d.ErrorCode != of.TargetingKeyMissingCode {
+		t.Errorf("no targeting key: %+v, %v", d, err)
+	}
+	_ = engine.Close()
+	d, err = c.BooleanValueDetails(ctx, "sso", true, customer("cus_pro"))
+	if err == nil || !d.Value || d.ErrorCode != of.ProviderNotReadyCode {
+		t.Errorf("closed engine: %+v, %v", d, err)
+	}
+}
+
+func TestInitWaitsForContent(t *testing.T) {
+	// An engine syncing from nowhere never gets content: initialization reports it.
+	engine, err := entitle.Connect(entitle.SyncConfig{URL: "http://127.0.0.1:9"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer engine.Close()
+	api := isolated.NewAPI()
+	defer api.Shutdown(context.Background())
+	err = api.SetProviderAndWait(t.Context(), ofprovider.New(engine, ofprovider.WithReadyTimeout(200e6)))
+	if err == nil {
+		t.Fatal("initialization succeeded without content")
+	}
+}
