@@ -1,5 +1,6 @@
 // Package ofprovider is an OpenFeature provider (github.com/open-feature/go-sdk) backed by an
-// entitle engine: flags are entitle features, the targeting key is the customer id.
+// entitle engine: flags are entitle features, the targeting key is the customer id. It maps
+// answers as the other entitle packages' providers do.
 //
 //	engine, _ := entitle.FromFile("catalog.snap")
 //	_ = openfeature.SetProviderAndWait(ofprovider.New(engine))
@@ -9,24 +10,26 @@
 //
 // Evaluations:
 //   - Boolean: whether the feature is enabled (a flag's value; a limit that is unlimited or > 0).
-//   - Int: a limit feature's value; an unlimited limit is math.MaxInt64, with the flag metadata
-//     "unlimited" true. A flag is a TYPE_MISMATCH.
+//   - Int: a limit feature's value; an unlimited limit is math.MaxInt64, with the variant
+//     "unlimited" and the flag metadata "unlimited" true. A flag is a TYPE_MISMATCH.
 //   - Float: a limit feature's value; unlimited is +Inf. A flag is a TYPE_MISMATCH.
-//   - Object: the whole decision as a map (feature_type, enabled, limit, reason, version), with
-//     limit a uint64 or the string "unlimited".
-//   - String: always a TYPE_MISMATCH (entitle has no string features).
+//   - String and Object: always a TYPE_MISMATCH (entitle features are flags or limits).
 //
 // Reasons: entitle's "override" and "subscription" are TARGETING_MATCH (the customer's own data
-// decided); "default" and "customer_not_found" are DEFAULT. The variant is entitle's reason, and
-// the flag metadata holds "reason" (entitle's) and "version" (the content version). A feature
-// that is not in the snapshot is a FLAG_NOT_FOUND error, a missing or non-string targeting key a
-// TARGETING_KEY_MISSING error, and a closed engine a PROVIDER_NOT_READY error; each returns the
-// caller's default value.
+// decided); "default" and "customer_not_found" are DEFAULT. The variant is the value as text
+// ("true", "50", "unlimited"); the flag metadata holds "entitleReason" (entitle's reason) and
+// "version" (the content version). A feature that is not in the snapshot is a FLAG_NOT_FOUND
+// error, a missing or empty targeting key a TARGETING_KEY_MISSING error, and a closed engine a
+// PROVIDER_NOT_READY error; each returns the caller's default value.
+//
+// An evaluation context attribute "at" (a time.Time, or unix seconds as an int64 or int)
+// evaluates at that time instead of now.
 package ofprovider
 
 import (
 	"context"
 	"math"
+	"strconv"
 	"time"
 
 	entitle "example.invalid/entitle/bindings/go"
@@ -94,22 +97,31 @@ func (p *Provider) ShutdownWithContext(context.Context) error { return nil }
 // decide evaluates flag for the context's targeting key; a non-empty error result means the
 // caller's default is returned.
 func (p *Provider) decide(flag string, flatCtx of.FlattenedContext) (entitle.Decision, of.ProviderResolutionDetail) {
-	customer, ok := flatCtx[of.TargetingKey].(string)
-	if !ok {
+	customer, _ := flatCtx[of.TargetingKey].(string)
+	if customer == "" {
 		return entitle.Decision{}, failure(of.NewTargetingKeyMissingResolutionError(
-			"entitle needs the customer id as the targeting key"))
+			"the targeting key (the customer id) is missing"))
 	}
-	d := p.engine.Check(customer, flag)
+	var d entitle.Decision
+	switch at := flatCtx["at"].(type) {
+	case time.Time:
+		d = p.engine.CheckAt(customer, flag, at)
+	case int64:
+		d = p.engine.CheckAt(customer, flag, time.Unix(at, 0))
+	case int:
+		d = p.engine.CheckAt(customer, flag, time.Unix(int64(at), 0))
+	default:
+		d = p.engine.Check(customer, flag)
+	}
 	switch d.Reason {
 	case entitle.ReasonClosed:
 		return d, failure(of.NewProviderNotReadyResolutionError("the entitle engine is closed"))
 	case entitle.ReasonFeatureNotFound:
-		return d, failure(of.NewFlagNotFoundResolutionError("no feature " + flag + " in the entitle snapshot"))
+		return d, failure(of.NewFlagNotFoundResolutionError("feature " + strconv.Quote(flag) + " is not in the catalog"))
 	}
 	detail := of.ProviderResolutionDetail{
 		Reason:       of.DefaultReason,
-		Variant:      string(d.Reason),
-		FlagMetadata: of.FlagMetadata{"reason": string(d.Reason), "version": int64(d.Version)},
+		FlagMetadata: of.FlagMetadata{"entitleReason": string(d.Reason), "version": int64(d.Version)},
 	}
 	if d.Reason == entitle.ReasonOverride || d.Reason == entitle.ReasonSubscription {
 		detail.Reason = of.TargetingMatchReason
@@ -127,7 +139,7 @@ func failed(detail of.ProviderResolutionDetail) bool {
 
 func typeMismatch(flag string, d entitle.Decision, want string) of.ProviderResolutionDetail {
 	return failure(of.NewTypeMismatchResolutionError(
-		"feature " + flag + " is a " + string(d.FeatureType) + ", not " + want))
+		"feature " + strconv.Quote(flag) + " is a " + string(d.FeatureType) + ", not " + want))
 }
 
 // BooleanEvaluation answers whether the feature is enabled for the customer.
@@ -136,6 +148,7 @@ func (p *Provider) BooleanEvaluation(_ context.Context, flag string, defaultValu
 	if failed(detail) {
 		return of.BoolResolutionDetail{Value: defaultValue, ProviderResolutionDetail: detail}
 	}
+	detail.Variant = strconv.FormatBool(d.Enabled)
 	return of.BoolResolutionDetail{Value: d.Enabled, ProviderResolutionDetail: detail}
 }
 
@@ -149,6 +162,7 @@ func (p *Provider) IntEvaluation(_ context.Context, flag string, defaultValue in
 		return of.IntResolutionDetail{Value: defaultValue, ProviderResolutionDetail: detail}
 	}
 	detail.FlagMetadata["unlimited"] = d.Limit.Unlimited
+	detail.Variant = d.Limit.String()
 	value := int64(math.MaxInt64)
 	if !d.Limit.Unlimited {
 		value = int64(d.Limit.Value) // finite limits never exceed math.MaxInt64
@@ -166,6 +180,7 @@ func (p *Provider) FloatEvaluation(_ context.Context, flag string, defaultValue 
 		return of.FloatResolutionDetail{Value: defaultValue, ProviderResolutionDetail: detail}
 	}
 	detail.FlagMetadata["unlimited"] = d.Limit.Unlimited
+	detail.Variant = d.Limit.String()
 	value := math.Inf(1)
 	if !d.Limit.Unlimited {
 		value = float64(d.Limit.Value)
@@ -182,23 +197,13 @@ func (p *Provider) StringEvaluation(_ context.Context, flag string, defaultValue
 	return of.StringResolutionDetail{Value: defaultValue, ProviderResolutionDetail: detail}
 }
 
-// ObjectEvaluation answers the whole decision as a map: feature_type, enabled, limit (a uint64,
-// "unlimited", or nil for a flag), reason and version.
+// ObjectEvaluation is always a type mismatch: entitle features are flags or limits.
 func (p *Provider) ObjectEvaluation(_ context.Context, flag string, defaultValue any, flatCtx of.FlattenedContext) of.InterfaceResolutionDetail {
 	d, detail := p.decide(flag, flatCtx)
-	if failed(detail) {
-		return of.InterfaceResolutionDetail{Value: defaultValue, ProviderResolutionDetail: detail}
+	if !failed(detail) {
+		detail = typeMismatch(flag, d, "an object")
 	}
-	var limit any
-	if d.FeatureType == entitle.FeatureLimit {
-		limit = d.Limit.Value
-		if d.Limit.Unlimited {
-			limit = "unlimited"
-		}
-	}
-	value := map[string]any{"feature_type": string(d.FeatureType), "enabled": d.Enabled, "limit": limit,
-		"reason": string(d.Reason), "version": d.Version}
-	return of.InterfaceResolutionDetail{Value: value, ProviderResolutionDetail: detail}
+	return of.InterfaceResolutionDetail{Value: defaultValue, ProviderResolutionDetail: detail}
 }
 
 var (

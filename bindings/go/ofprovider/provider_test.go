@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"testing"
+	"time"
 
 	entitle "example.invalid/entitle/bindings/go"
 	"example.invalid/entitle/bindings/go/ofprovider"
@@ -24,7 +25,8 @@ const catalog = `{
   "customers": [
     {"id": "cus_pro", "subscriptions": [{"id": "s1", "status": "active", "items": [{"product": "prod_pro"}]}]},
     {"id": "cus_ent", "subscriptions": [{"id": "s2", "status": "active", "items": [{"product": "prod_ent"}]}]},
-    {"id": "cus_override", "overrides": {"sso": true}}
+    {"id": "cus_override", "overrides": {"sso": true}},
+    {"id": "cus_trial", "overrides": {"sso": {"value": true, "expires_at": 1750000000}}}
   ]
 }`
 
@@ -55,7 +57,7 @@ func TestBooleanEvaluations(t *testing.T) {
 		customer, flag string
 		value          bool
 		reason         of.Reason
-		variant        string
+		entitleReason  string
 	}{
 		{"cus_pro", "sso", true, of.TargetingMatchReason, "subscription"},
 		{"cus_override", "sso", true, of.TargetingMatchReason, "override"},
@@ -64,10 +66,14 @@ func TestBooleanEvaluations(t *testing.T) {
 		{"cus_pro", "api_calls", false, of.DefaultReason, "default"},
 	} {
 		d, err := c.BooleanValueDetails(ctx, tc.flag, !tc.value, customer(tc.customer))
-		if err != nil || d.Value != tc.value || d.Reason != tc.reason || d.Variant != tc.variant {
+		want := "false"
+		if tc.value {
+			want = "true"
+		}
+		if err != nil || d.Value != tc.value || d.Reason != tc.reason || d.Variant != want {
 			t.Errorf("%s/%s: %+v, %v", tc.customer, tc.flag, d, err)
 		}
-		if r, _ := d.FlagMetadata.GetString("reason"); r != tc.variant {
+		if r, _ := d.FlagMetadata.GetString("entitleReason"); r != tc.entitleReason {
 			t.Errorf("%s/%s: metadata %v", tc.customer, tc.flag, d.FlagMetadata)
 		}
 	}
@@ -81,11 +87,11 @@ func TestIntAndFloatEvaluations(t *testing.T) {
 		t.Errorf("pro projects: %+v, %v", d, err)
 	}
 	d, err = c.IntValueDetails(ctx, "projects", -1, customer("cus_ent"))
-	if unlimited, _ := d.FlagMetadata.GetBool("unlimited"); err != nil || d.Value != math.MaxInt64 || !unlimited {
+	if unlimited, _ := d.FlagMetadata.GetBool("unlimited"); err != nil || d.Value != math.MaxInt64 || !unlimited || d.Variant != "unlimited" {
 		t.Errorf("unlimited projects: %+v, %v", d, err)
 	}
 	d, err = c.IntValueDetails(ctx, "projects", -1, customer("cus_nobody"))
-	if err != nil || d.Value != 3 || d.Reason != of.DefaultReason || d.Variant != "customer_not_found" {
+	if r, _ := d.FlagMetadata.GetString("entitleReason"); err != nil || d.Value != 3 || d.Reason != of.DefaultReason || d.Variant != "3" || r != "customer_not_found" {
 		t.Errorf("unknown customer's projects: %+v, %v", d, err)
 	}
 	f, err := c.FloatValueDetails(ctx, "projects", -1, customer("cus_ent"))
@@ -107,12 +113,25 @@ func TestIntAndFloatEvaluations(t *testing.T) {
 	}
 }
 
-func TestObjectEvaluation(t *testing.T) {
+func TestObjectAndStringAreTypeMismatches(t *testing.T) {
 	c, _ := client(t)
-	d, err := c.ObjectValueDetails(t.Context(), "projects", nil, customer("cus_ent"))
-	m, ok := d.Value.(map[string]any)
-	if err != nil || !ok || m["limit"] != "unlimited" || m["reason"] != "subscription" || m["feature_type"] != "limit" || m["enabled"] != true {
+	d, err := c.ObjectValueDetails(t.Context(), "projects", "dflt", customer("cus_ent"))
+	if err == nil || d.Value != "dflt" || d.ErrorCode != of.TypeMismatchCode {
 		t.Errorf("object: %+v, %v", d, err)
+	}
+}
+
+// The evaluation context's "at" evaluates at that time: an override that expires.
+func TestEvaluationTime(t *testing.T) {
+	c, _ := client(t)
+	ctx := t.Context()
+	before := of.NewEvaluationContext("cus_trial", map[string]any{"at": time.Unix(1_700_000_000, 0)})
+	after := of.NewEvaluationContext("cus_trial", map[string]any{"at": int64(1_800_000_000)})
+	if v, err := c.BooleanValue(ctx, "sso", false, before); err != nil || !v {
+		t.Errorf("before the override expires: %v, %v", v, err)
+	}
+	if v, err := c.BooleanValue(ctx, "sso", true, after); err != nil || v {
+		t.Errorf("after the override expired: %v, %v", v, err)
 	}
 }
 
@@ -126,6 +145,10 @@ func TestErrors(t *testing.T) {
 	d, err = c.BooleanValueDetails(ctx, "sso", true, of.NewTargetlessEvaluationContext(nil))
 	if err == nil || !d.Value || d.ErrorCode != of.TargetingKeyMissingCode {
 		t.Errorf("no targeting key: %+v, %v", d, err)
+	}
+	d, err = c.BooleanValueDetails(ctx, "sso", true, customer(""))
+	if err == nil || !d.Value || d.ErrorCode != of.TargetingKeyMissingCode {
+		t.Errorf("empty targeting key: %+v, %v", d, err)
 	}
 	_ = engine.Close()
 	d, err = c.BooleanValueDetails(ctx, "sso", true, customer("cus_pro"))
