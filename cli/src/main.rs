@@ -117,6 +117,10 @@ enum Command {
         /// Start a new lineage at version 1 (clients then fetch the full snapshot).
         #[arg(long)]
         new_lineage: bool,
+        /// Seconds to wait while another publish of the same edge is in progress (one publisher at
+        /// a time); then fail.
+        #[arg(long, default_value_t = 60.0)]
+        wait: f64,
     },
     /// Serve an edge directory over HTTP (GET/HEAD, ETag, long-poll) and the customer-state API.
     Serve(serve::Args),
@@ -285,14 +289,19 @@ fn run(command: Command) -> Result<(), String> {
             edge,
             keep,
             new_lineage,
+            wait,
         } => {
             let parsed = Catalog::from_json(&read(&catalog)?).map_err(|e| at_path(&catalog, e))?;
             let options = PublishOptions {
                 keep,
                 new_lineage,
                 created_at: None,
+                lock_timeout: seconds(wait, "--wait")?,
             };
             let done = publish(&edge, &parsed, &options).map_err(|e| e.to_string())?;
+            for note in &done.repaired {
+                eprintln!("entitle: repaired the edge: {note}");
+            }
             let m = &done.manifest;
             let info = json!({
                 "version": m.version,
@@ -428,21 +437,5 @@ fn print_line(text: &str) -> Result<(), String> {
 
 /// Writes via a temporary file and a rename, so a failure never leaves a partial file behind.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| format!("{}: not a file path", path.display()))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        at_path(path, e)
-    })
+    entitle_core::edge::write_file_atomic(path, bytes, None).map_err(|e| at_path(path, e))
 }

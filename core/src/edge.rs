@@ -33,7 +33,8 @@ use std::fmt;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +52,11 @@ pub const MANIFEST_FORMAT: u32 = 1;
 pub const DEFAULT_KEEP: usize = 32;
 /// The largest manifest a client accepts.
 pub const MAX_MANIFEST_BYTES: usize = 1 << 20;
+/// The lock file inside an edge directory: [`publish`] holds an exclusive advisory lock (`flock`)
+/// on it from reading the manifest to the switch and the clean-up, so publishers take turns.
+pub const LOCK_FILE: &str = ".publish.lock";
+/// How long [`publish`] waits for another publisher by default.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest long-poll wait a client asks for and a server grants (seconds).
 pub const MAX_LONG_POLL_SECONDS: u64 = 25;
 /// The response header by which a server says it honors `?wait=SECONDS` on the manifest; its value
@@ -76,6 +82,14 @@ pub enum EdgeError {
         /// What is wrong with it.
         source: FormatError,
     },
+    /// Another publisher held the edge directory's lock for longer than
+    /// [`PublishOptions::lock_timeout`]; nothing was written.
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// How long this publisher waited.
+        waited: Duration,
+    },
 }
 
 impl fmt::Display for EdgeError {
@@ -84,6 +98,13 @@ impl fmt::Display for EdgeError {
             EdgeError::Io { path, source } => write!(f, "{}: {source}", path.display()),
             EdgeError::Manifest(msg) => write!(f, "invalid manifest: {msg}"),
             EdgeError::Snapshot { path, source } => write!(f, "{}: {source}", path.display()),
+            EdgeError::Locked { path, waited } => write!(
+                f,
+                "another publish of this edge is in progress (it holds the lock on {}); gave up \
+                 after waiting {:.1} s: one publisher at a time",
+                path.display(),
+                waited.as_secs_f64()
+            ),
         }
     }
 }
@@ -94,6 +115,7 @@ impl std::error::Error for EdgeError {
             EdgeError::Io { source, .. } => Some(source),
             EdgeError::Manifest(_) => None,
             EdgeError::Snapshot { source, .. } => Some(source),
+            EdgeError::Locked { .. } => None,
         }
     }
 }
@@ -442,6 +464,9 @@ pub struct PublishOptions {
     pub new_lineage: bool,
     /// The creation time to stamp (unix seconds); `None` for now, so that data age means something.
     pub created_at: Option<i64>,
+    /// How long to wait while another publisher holds the edge directory (default
+    /// [`DEFAULT_LOCK_TIMEOUT`]); then [`EdgeError::Locked`].
+    pub lock_timeout: Duration,
 }
 
 impl Default for PublishOptions {
@@ -450,6 +475,7 @@ impl Default for PublishOptions {
             keep: DEFAULT_KEEP,
             new_lineage: false,
             created_at: None,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
         }
     }
 }
@@ -463,6 +489,9 @@ pub struct Published {
     pub delta: Option<DeltaEntry>,
     /// Artifacts removed because neither the new manifest nor the previous one names them.
     pub removed: Vec<String>,
+    /// Damage found on the edge and worked around (a missing artifact the previous manifest named:
+    /// the chain then starts after it, and clients behind it fetch the snapshot).
+    pub repaired: Vec<String>,
 }
 
 /// A new lineage id: time and process based, unique enough that two publishers starting over never
@@ -484,25 +513,46 @@ pub fn new_lineage_id() -> String {
 /// atomically and removes artifacts that no manifest still names.
 ///
 /// On a fresh directory (or with [`PublishOptions::new_lineage`]) it starts a new lineage at version 1.
-/// One publisher at a time per edge directory.
+///
+/// One publisher at a time: it holds an advisory lock on [`LOCK_FILE`] from reading the manifest to
+/// the switch and the clean-up, waiting up to [`PublishOptions::lock_timeout`] for another
+/// publisher (in this or another process) to finish. The manifest it writes names only files that
+/// exist: when an artifact of the previous manifest is missing, the chain starts after it (and a
+/// missing current snapshot means no delta this time); [`Published::repaired`] says so.
 ///
 /// # Errors
 /// [`EdgeError::Io`] when a file cannot be written (the manifest is then unchanged);
 /// [`EdgeError::Manifest`] / [`EdgeError::Snapshot`] when the edge's current state is unreadable
-/// (publish with `new_lineage` to start over).
+/// (publish with `new_lineage` to start over); [`EdgeError::Locked`] when another publisher kept
+/// the lock for longer than the timeout.
 pub fn publish(
     dir: &Path,
     catalog: &Catalog,
     options: &PublishOptions,
 ) -> Result<Published, EdgeError> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let _lock = EdgeLock::acquire(dir, options.lock_timeout)?;
     let previous = if options.new_lineage {
         None
     } else {
         read_manifest(dir)?
     };
+    let mut repaired = Vec::new();
     let base = match &previous {
-        Some(m) => Some(read_current_snapshot(dir, m)?),
+        Some(m) => match read_current_snapshot(dir, m) {
+            Ok(s) => Some(s),
+            Err(EdgeError::Io { path, source })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                repaired.push(format!(
+                    "{}: missing; published without a delta from version {}",
+                    path.display(),
+                    m.version
+                ));
+                None
+            }
+            Err(e) => return Err(e),
+        },
         None => None,
     };
     let version = previous.as_ref().map_or(1, |m| m.version + 1);
@@ -538,6 +588,20 @@ pub fn publish(
             new_delta = Some(d);
         }
     }
+    // The chain starts after the newest delta whose file is missing (all of them are named by the
+    // previous manifest, whose files this publisher's lock protects: missing means lost earlier).
+    if let Some(gap) = deltas.iter().rposition(|d| !dir.join(&d.path).is_file()) {
+        for d in &deltas[..=gap] {
+            if !dir.join(&d.path).is_file() {
+                repaired.push(format!(
+                    "{}: missing; the chain now starts at version {}",
+                    d.path,
+                    deltas.get(gap + 1).map_or(version, |n| n.from)
+                ));
+            }
+        }
+        deltas.drain(..=gap);
+    }
     for sub in ["snapshots", "deltas"] {
         sync_dir(&dir.join(sub));
     }
@@ -556,7 +620,69 @@ pub fn publish(
         manifest,
         delta: new_delta,
         removed,
+        repaired,
     })
+}
+
+/// The edge directory's publish lock, released when dropped (or when the process dies).
+struct EdgeLock {
+    _file: File,
+}
+
+impl EdgeLock {
+    /// Takes the exclusive lock on `dir/LOCK_FILE`, waiting up to `timeout` for its holder.
+    fn acquire(dir: &Path, timeout: Duration) -> Result<EdgeLock, EdgeError> {
+        let path = dir.join(LOCK_FILE);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        let started = Instant::now();
+        loop {
+            match try_lock_exclusive(&file) {
+                Ok(true) => return Ok(EdgeLock { _file: file }),
+                Ok(false) => {}
+                Err(e) => return Err(io_err(&path)(e)),
+            }
+            let waited = started.elapsed();
+            if waited >= timeout {
+                return Err(EdgeError::Locked { path, waited });
+            }
+            std::thread::sleep((timeout - waited).min(Duration::from_millis(20)));
+        }
+    }
+}
+
+/// Tries to take an exclusive `flock` on `file` without blocking: `Ok(false)` when another open
+/// file description holds it. The lock goes with the descriptor: closing it (or dying) releases it.
+#[cfg(unix)]
+fn try_lock_exclusive(file: &File) -> std::io::Result<bool> {
+    use std::os::unix::io::AsRawFd;
+    loop {
+        // SAFETY: flock only reads the descriptor, which `file` keeps open for this call.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(true);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(code) if code == libc::EWOULDBLOCK => return Ok(false),
+            _ => return Err(e),
+        }
+    }
+}
+
+/// Publishing needs `flock(2)`; elsewhere it fails with `Unsupported` rather than run unguarded.
+#[cfg(not(unix))]
+fn try_lock_exclusive(file: &File) -> std::io::Result<bool> {
+    let _ = file;
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "publishing needs flock(2): a Unix file system",
+    ))
 }
 
 /// Loads and verifies the snapshot the manifest names as current.
@@ -586,20 +712,34 @@ fn read_current_snapshot(dir: &Path, manifest: &Manifest) -> Result<Snapshot, Ed
 
 /// Writes `bytes` to `path` through a temporary file in the same directory: write, fsync, rename.
 /// When `mtime` is given the file gets that modification time before the rename.
+///
+/// The temporary file's name is unique per call (process id and a process-wide counter) and it is
+/// created exclusively, so concurrent writers of the same path, in one process or several, never
+/// write into each other's file: each rename installs one whole file, and readers see a whole file.
 pub fn write_file_atomic(
     path: &Path,
     bytes: &[u8],
     mtime: Option<SystemTime>,
 ) -> std::io::Result<()> {
+    static WRITES: AtomicU64 = AtomicU64::new(0);
     let name = path
         .file_name()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"))?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
-    tmp_name.push(format!(".tmp{}", std::process::id()));
+    tmp_name.push(format!(
+        ".tmp{}-{}",
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
+    ));
     let tmp = path.with_file_name(tmp_name);
+    let mut created = false;
     let result = (|| {
-        let mut f = File::create(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        created = true;
         f.write_all(bytes)?;
         if let Some(t) = mtime {
             f.set_modified(t)?;
@@ -608,7 +748,7 @@ pub fn write_file_atomic(
         drop(f);
         std::fs::rename(&tmp, path)
     })();
-    if result.is_err() {
+    if result.is_err() && created {
         let _ = std::fs::remove_file(&tmp);
     }
     result
