@@ -1084,6 +1084,24 @@ fn webhook_loses_no_event_when_the_api_is_down_or_the_endpoint_restarts() {
         edge_limit(&edge, "cus_bob", "seats"),
         Some(Limit::Finite(44))
     );
+
+    // SIGTERM stops the receiver cleanly.
+    let mut hook = hook;
+    let pid = hook.process.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = hook.process.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
 }
 
 // ---------------------------------------------------------------------------------------------

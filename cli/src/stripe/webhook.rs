@@ -8,7 +8,6 @@
 //! wrong for longer than one reconciliation period.
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,6 +27,7 @@ use super::client::Client;
 use super::events::{self, Work};
 use super::mapping;
 use super::signature::{self, DEFAULT_TOLERANCE_SECS};
+use crate::serve::conn::{self, ConnStats, Limits, Trust};
 
 /// Largest event body accepted (Stripe's events are a few kilobytes).
 const MAX_BODY: usize = 1 << 20;
@@ -36,8 +36,6 @@ const MAX_BODY: usize = 1 << 20;
 const SEEN_CAPACITY: usize = 100_000;
 /// Connections served at once.
 const MAX_CONNECTIONS: usize = 256;
-/// Time a client gets to send a request's headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait between retries of a failed fetch or publish.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -146,7 +144,32 @@ pub fn run(options: Options) -> Result<(), String> {
         .spawn(move || Worker::new(options, worker_shared).run(rx))
         .map_err(|e| format!("starting the worker: {e}"))?;
     crate::print_line(&json!({"listening": format!("http://{local}")}).to_string())?;
-    runtime.block_on(serve(listener, router(shared)));
+    // The connection loop `entitle serve` uses: head deadline and limits, a cap on connections,
+    // connections that never send a signed POST evicted first, graceful shutdown.
+    let limits = Limits {
+        max_connections: MAX_CONNECTIONS,
+        max_pending: MAX_CONNECTIONS / 2,
+        ..Limits::default()
+    };
+    let trust: Trust = Arc::new(|req| {
+        req.method() == axum::http::Method::POST && req.headers().contains_key("stripe-signature")
+    });
+    runtime.block_on(async move {
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            stop_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        conn::run(
+            listener,
+            router(shared),
+            limits,
+            trust,
+            Arc::new(ConnStats::default()),
+            stop,
+        )
+        .await;
+    });
     Ok(())
 }
 
@@ -157,45 +180,6 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/status", get(status))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(shared)
-}
-
-/// Accepts connections until a stop signal: HTTP/1.1 with a header timeout and a cap on
-/// connections served at once.
-async fn serve(listener: tokio::net::TcpListener, app: Router) {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let stop = stop_signal();
-    tokio::pin!(stop);
-    loop {
-        let (stream, _peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
-            _ = &mut stop => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(_) => {
-                    // Out of descriptors or a reset before accept: wait a moment, keep serving.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-            drop(stream); // over capacity: Stripe retries the delivery later
-            continue;
-        };
-        let app = app.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let app = app.clone();
-                async move { tower::ServiceExt::oneshot(app, req).await }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            drop(permit);
-        });
-    }
 }
 
 async fn stop_signal() {
