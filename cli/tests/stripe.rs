@@ -773,8 +773,8 @@ fn webhook_events_reach_an_engine_syncing_from_the_edge() {
             answer_ms.push(sent.elapsed().as_secs_f64() * 1e3);
             assert_eq!(status, 200, "{body}");
             event_ms.push(visible(seats, sent));
-            // One publisher at a time per edge: the webhook's publish (it removes unnamed files
-            // after switching the manifest) ends before the floor's begins.
+            // The webhook's publish ends (clean-up included) before the floor's begins, so the
+            // floor never waits for the edge's lock.
             hook.process.until(|v| v["published"].is_u64());
 
             let seats = seats + 1;
