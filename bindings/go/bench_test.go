@@ -187,3 +187,49 @@ func BenchmarkCalls(b *testing.B) {
 	})
 	_, _ = lim, dec
 }
+
+// Feature handles: the key resolved once; and CheckMany, whose batch overlaps the cache misses of
+// its customers (reported per customer).
+func BenchmarkFeature(b *testing.B) {
+	d := loadBench(b)
+	hot := d.ids[0]
+	sso, err := d.engine.Feature("sso")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("Enabled_hot", func(b *testing.B) {
+		defer cpuPerOp(b)()
+		for b.Loop() {
+			sinkBool = sso.Enabled(hot)
+		}
+	})
+	b.Run("Enabled_random", func(b *testing.B) {
+		defer cpuPerOp(b)()
+		i := 0
+		for b.Loop() {
+			sinkBool = sso.Enabled(d.ids[i])
+			if i++; i == len(d.ids) {
+				i = 0
+			}
+		}
+	})
+	const batch = 256
+	b.Run("CheckMany_random_batch256", func(b *testing.B) {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		start := threadCPU()
+		i := 0
+		for b.Loop() {
+			if i+batch > len(d.ids) {
+				i = 0
+			}
+			if _, err := sso.CheckMany(d.ids[i : i+batch]); err != nil {
+				b.Fatal(err)
+			}
+			i += batch
+		}
+		// One op is a batch: report per customer too.
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/customer")
+		b.ReportMetric(float64(threadCPU()-start)/float64(b.N*batch), "cpu-ns/customer")
+	})
+}

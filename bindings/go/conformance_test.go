@@ -177,6 +177,37 @@ func checkCase(t *testing.T, e *entitle.Engine, c conformanceCase) {
 	} else if want.Allowed != nil {
 		t.Fatalf("%s: expected.allowed without usage", c.Name)
 	}
+	// A handle for the feature answers the same, one by one and in batches.
+	f, err := e.Feature(c.Feature)
+	if err != nil {
+		t.Fatalf("%s: Feature(%q): %v", c.Name, c.Feature, err)
+	}
+	if got := f.CheckAt(c.Customer, when); got != d {
+		t.Errorf("%s: Feature.CheckAt %+v, want %+v", c.Name, got, d)
+	}
+	if got := f.EnabledAt(c.Customer, when); got != want.Enabled {
+		t.Errorf("%s: Feature.EnabledAt %v", c.Name, got)
+	}
+	if got := f.LimitAt(c.Customer, when); got != wantLimit {
+		t.Errorf("%s: Feature.LimitAt %v", c.Name, got)
+	}
+	if c.Usage != nil {
+		usage, requested := parseUint(t, *c.Usage), uint64(1)
+		if c.Requested != nil {
+			requested = parseUint(t, *c.Requested)
+		}
+		if got := f.AllowsAt(c.Customer, usage, requested, when); got != *want.Allowed {
+			t.Errorf("%s: Feature.AllowsAt %v", c.Name, got)
+		}
+	}
+	many, err := f.CheckManyAt([]string{"", c.Customer, c.Customer}, when)
+	if err != nil || len(many) != 3 || many[1] != d || many[2] != d {
+		t.Errorf("%s: CheckManyAt %+v, %v; want %+v", c.Name, many, err, d)
+	}
+	features, err := e.CheckFeaturesAt(c.Customer, []entitle.Feature{f, f}, when)
+	if err != nil || len(features) != 2 || features[0] != d || features[1] != d {
+		t.Errorf("%s: CheckFeaturesAt %+v, %v; want %+v", c.Name, features, err, d)
+	}
 	// Entitlements lists the same decision under the feature's key (for features in the catalog).
 	if d.FeatureType != entitle.FeatureUnknown {
 		all := e.EntitlementsAt(c.Customer, when)

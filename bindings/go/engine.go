@@ -27,6 +27,22 @@ package entitle
 #cgo noescape entitle_engine_check_at
 #cgo nocallback entitle_engine_check_at
 #cgo nocallback entitle_engine_version
+#cgo noescape entitle_engine_feature_enabled
+#cgo nocallback entitle_engine_feature_enabled
+#cgo noescape entitle_engine_feature_enabled_at
+#cgo nocallback entitle_engine_feature_enabled_at
+#cgo noescape entitle_engine_feature_limit
+#cgo nocallback entitle_engine_feature_limit
+#cgo noescape entitle_engine_feature_limit_at
+#cgo nocallback entitle_engine_feature_limit_at
+#cgo noescape entitle_engine_feature_allows
+#cgo nocallback entitle_engine_feature_allows
+#cgo noescape entitle_engine_feature_allows_at
+#cgo nocallback entitle_engine_feature_allows_at
+#cgo noescape entitle_engine_feature_check
+#cgo nocallback entitle_engine_feature_check
+#cgo noescape entitle_engine_feature_check_at
+#cgo nocallback entitle_engine_feature_check_at
 
 #if !__has_include(<entitle.h>)
 #error "bindings/go/lib/entitle.h and lib/<GOOS>_<GOARCH>/libentitle.a are missing: build them with `go generate` in bindings/go (or scripts/build-go-lib.sh); see bindings/go/README.md"
@@ -96,12 +112,29 @@ static entitle_result goe_status_text(const entitle_engine *e, uint32_t which, u
 		size_t *len, goe_err *err) {
 	GOE_CALL(entitle_engine_status_text(e, which, buf, cap, len))
 }
+static entitle_result goe_feature(const entitle_engine *e, const uint8_t *p, size_t n, entitle_feature *out,
+		goe_err *err) {
+	GOE_CALL(entitle_engine_feature(e, p, n, out))
+}
+static entitle_result goe_check_customers(const entitle_engine *e, entitle_feature f, const uint8_t *ids,
+		size_t ids_len, const size_t *ends, size_t count, bool has_at, int64_t at, entitle_decision *out,
+		goe_err *err) {
+	GOE_CALL(has_at ? entitle_engine_check_customers_at(e, f, ids, ids_len, ends, count, at, out)
+	                : entitle_engine_check_customers(e, f, ids, ids_len, ends, count, out))
+}
+static entitle_result goe_check_features(const entitle_engine *e, const uint8_t *c, size_t cn,
+		const entitle_feature *features, size_t count, bool has_at, int64_t at, entitle_decision *out,
+		goe_err *err) {
+	GOE_CALL(has_at ? entitle_engine_check_features_at(e, c, cn, features, count, at, out)
+	                : entitle_engine_check_features(e, c, cn, features, count, out))
+}
 */
 import "C"
 
 import (
 	"context"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -703,6 +736,256 @@ func (e *Engine) Closed() bool {
 // LibraryVersion gives the version of the linked libentitle, e.g. "0.1.0".
 func LibraryVersion() string {
 	return C.GoString(C.entitle_version())
+}
+
+// Feature is a feature key of an engine, resolved once by (*Engine).Feature, for lookups that skip
+// hashing and finding the key on every call: f.Enabled(customer), f.Limit, f.Allows, f.Check, their
+// At forms, the batch f.CheckMany(customers), and (*Engine).CheckFeatures.
+//
+// A plain value: copy it, keep it in a global, share it between goroutines; there is nothing to
+// release (it answers from its engine until that is closed, then fails closed like the engine). It stays correct across every snapshot swap and delta: when a later snapshot added,
+// removed or reordered features, lookups find the key again (as costly as a lookup by key) and a
+// feature that no longer exists answers ReasonFeatureNotFound, never another feature's value.
+// The zero Feature belongs to no engine: get one from (*Engine).Feature.
+type Feature struct {
+	e   *Engine
+	h   C.entitle_feature
+	key string
+}
+
+// Key gives the feature key the handle was resolved from.
+func (f Feature) Key() string {
+	return f.key
+}
+
+// Feature resolves a feature key into a Feature. A key that is not in the current snapshot still
+// gives a handle, which answers ReasonFeatureNotFound until a snapshot has the feature. Resolve the
+// features an application knows at start-up: the process keeps each distinct key resolved, at most
+// 65,535 of them.
+//
+// Errors: ErrInvalidUTF8 (the key), ErrInvalidParameter (65,535 distinct keys already resolved),
+// ErrClosed.
+func (e *Engine) Feature(key string) (Feature, error) {
+	if !e.enter() {
+		return Feature{}, ErrClosed
+	}
+	p, n := cStr(key)
+	var out C.entitle_feature
+	var detail C.goe_err
+	r := C.goe_feature(e.ptr, p, n, &out, &detail)
+	e.exit()
+	if r != C.ENTITLE_RESULT_OK {
+		return Feature{}, takeError(r, &detail)
+	}
+	return Feature{e: e, h: out, key: strings.Clone(key)}, nil
+}
+
+// Enabled is (*Engine).Enabled for this feature.
+func (f Feature) Enabled(customer string) bool {
+	e := f.e
+	if !e.enter() {
+		return false
+	}
+	cp, cn := cStr(customer)
+	r := C.entitle_engine_feature_enabled(e.ptr, f.h, cp, cn)
+	e.exit()
+	return bool(r)
+}
+
+// EnabledAt is (*Engine).EnabledAt for this feature.
+func (f Feature) EnabledAt(customer string, at time.Time) bool {
+	e := f.e
+	if !e.enter() {
+		return false
+	}
+	cp, cn := cStr(customer)
+	r := C.entitle_engine_feature_enabled_at(e.ptr, f.h, cp, cn, C.int64_t(at.Unix()))
+	e.exit()
+	return bool(r)
+}
+
+// Limit is (*Engine).Limit for this feature.
+func (f Feature) Limit(customer string) Limit {
+	e := f.e
+	if !e.enter() {
+		return Limit{}
+	}
+	cp, cn := cStr(customer)
+	r := C.entitle_engine_feature_limit(e.ptr, f.h, cp, cn)
+	e.exit()
+	return limitOf(r)
+}
+
+// LimitAt is (*Engine).LimitAt for this feature.
+func (f Feature) LimitAt(customer string, at time.Time) Limit {
+	e := f.e
+	if !e.enter() {
+		return Limit{}
+	}
+	cp, cn := cStr(customer)
+	r := C.entitle_engine_feature_limit_at(e.ptr, f.h, cp, cn, C.int64_t(at.Unix()))
+	e.exit()
+	return limitOf(r)
+}
+
+// Allows is (*Engine).Allows for this feature.
+func (f Feature) Allows(customer string, usage, requested uint64) bool {
+	e := f.e
+	if !e.enter() {
+		return false
+	}
+	cp, cn := cStr(customer)
+	r := C.entitle_engine_feature_allows(e.ptr, f.h, cp, cn, C.uint64_t(usage), C.uint64_t(requested))
+	e.exit()
+	return bool(r)
+}
+
+// AllowsAt is (*Engine).AllowsAt for this feature.
+func (f Feature) AllowsAt(customer string, usage, requested uint64, at time.Time) bool {
+	e := f.e
+	if !e.enter() {
+		return false
+	}
+	cp, cn := cStr(customer)
+	r := C.entitle_engine_feature_allows_at(e.ptr, f.h, cp, cn, C.uint64_t(usage), C.uint64_t(requested),
+		C.int64_t(at.Unix()))
+	e.exit()
+	return bool(r)
+}
+
+// Check is (*Engine).Check for this feature.
+func (f Feature) Check(customer string) Decision {
+	return f.e.featureCheck(f, customer, false, 0)
+}
+
+// CheckAt is (*Engine).CheckAt for this feature.
+func (f Feature) CheckAt(customer string, at time.Time) Decision {
+	return f.e.featureCheck(f, customer, true, at.Unix())
+}
+
+func (e *Engine) featureCheck(f Feature, customer string, hasAt bool, at int64) Decision {
+	if !e.enter() {
+		return closedDecision
+	}
+	var d C.entitle_decision
+	r := e.featureCheckCall(f, customer, hasAt, at, &d)
+	if r == C.ENTITLE_RESULT_INVALID_UTF8 {
+		// Bytes that are not UTF-8 match no customer: answer as for an unknown one.
+		r = e.featureCheckCall(f, "", hasAt, at, &d)
+	}
+	e.exit()
+	if r != C.ENTITLE_RESULT_OK {
+		return Decision{FeatureType: FeatureUnknown, Reason: ReasonFeatureNotFound}
+	}
+	return decisionOf(&d)
+}
+
+func (e *Engine) featureCheckCall(f Feature, customer string, hasAt bool, at int64, d *C.entitle_decision) C.entitle_result {
+	cp, cn := cStr(customer)
+	if hasAt {
+		return C.entitle_engine_feature_check_at(e.ptr, f.h, cp, cn, C.int64_t(at), d)
+	}
+	return C.entitle_engine_feature_check(e.ptr, f.h, cp, cn, d)
+}
+
+// CheckMany decides this feature for many customers now, in one call: the i-th decision is
+// for customers[i], all from the same content version. The customers' memory loads are issued in
+// groups so that their cache misses overlap: for customers spread over a large snapshot this costs
+// a fraction of as many single calls. Ids that are not UTF-8 are not found.
+//
+// Errors: ErrClosed.
+func (f Feature) CheckMany(customers []string) ([]Decision, error) {
+	return f.e.checkCustomers(f, customers, false, 0)
+}
+
+// CheckManyAt is CheckMany evaluated at time at instead of now (whole unix seconds).
+func (f Feature) CheckManyAt(customers []string, at time.Time) ([]Decision, error) {
+	return f.e.checkCustomers(f, customers, true, at.Unix())
+}
+
+func (e *Engine) checkCustomers(f Feature, customers []string, hasAt bool, at int64) ([]Decision, error) {
+	if len(customers) == 0 {
+		if e.Closed() {
+			return nil, ErrClosed
+		}
+		return []Decision{}, nil
+	}
+	// The library takes the ids packed end to end, with their end offsets.
+	size := 0
+	for _, c := range customers {
+		size += len(c)
+	}
+	ids := make([]byte, 0, size)
+	ends := make([]C.size_t, len(customers))
+	for i, c := range customers {
+		ids = append(ids, c...)
+		ends[i] = C.size_t(len(ids))
+	}
+	out := make([]C.entitle_decision, len(customers))
+	if !e.enter() {
+		return nil, ErrClosed
+	}
+	ip, in := cBytes(ids)
+	var detail C.goe_err
+	r := C.goe_check_customers(e.ptr, f.h, ip, in, &ends[0], C.size_t(len(customers)), C.bool(hasAt),
+		C.int64_t(at), &out[0], &detail)
+	e.exit()
+	if r != C.ENTITLE_RESULT_OK {
+		return nil, takeError(r, &detail)
+	}
+	decisions := make([]Decision, len(out))
+	for i := range out {
+		decisions[i] = decisionOf(&out[i])
+	}
+	return decisions, nil
+}
+
+// CheckFeatures decides many features for one customer now, in one call (the customer is found
+// once): the i-th decision is for features[i], all from the same content version. A customer id
+// that is not UTF-8 is not found. The features are handles from Feature (of any engine: a handle
+// resolved on another engine is looked up again by key).
+//
+// Errors: ErrClosed.
+func (e *Engine) CheckFeatures(customer string, features []Feature) ([]Decision, error) {
+	return e.checkFeatures(customer, features, false, 0)
+}
+
+// CheckFeaturesAt is CheckFeatures evaluated at time at instead of now (whole unix seconds).
+func (e *Engine) CheckFeaturesAt(customer string, features []Feature, at time.Time) ([]Decision, error) {
+	return e.checkFeatures(customer, features, true, at.Unix())
+}
+
+func (e *Engine) checkFeatures(customer string, features []Feature, hasAt bool, at int64) ([]Decision, error) {
+	if len(features) == 0 {
+		if e.Closed() {
+			return nil, ErrClosed
+		}
+		return []Decision{}, nil
+	}
+	if !utf8.ValidString(customer) {
+		customer = ""
+	}
+	handles := make([]C.entitle_feature, len(features))
+	for i, f := range features {
+		handles[i] = f.h
+	}
+	out := make([]C.entitle_decision, len(features))
+	if !e.enter() {
+		return nil, ErrClosed
+	}
+	cp, cn := cStr(customer)
+	var detail C.goe_err
+	r := C.goe_check_features(e.ptr, cp, cn, &handles[0], C.size_t(len(features)), C.bool(hasAt),
+		C.int64_t(at), &out[0], &detail)
+	e.exit()
+	if r != C.ENTITLE_RESULT_OK {
+		return nil, takeError(r, &detail)
+	}
+	decisions := make([]Decision, len(out))
+	for i := range out {
+		decisions[i] = decisionOf(&out[i])
+	}
+	return decisions, nil
 }
 
 // enabledUnguarded is Enabled without the in-flight count that makes Close safe: the benchmarks
