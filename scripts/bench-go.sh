@@ -28,8 +28,11 @@ for line in open(sys.argv[1]):
     if not line.startswith("Benchmark"):
         continue
     name = re.sub(r"-\d+$", "", line.split()[0])
-    wall = re.search(r"([\d.]+) ns/op", line)
-    cpu = re.search(r"([\d.]+) cpu-ns/op", line)
+    # Batches report per customer as well: those figures are the ones to compare.
+    wall = re.search(r"\s([\d.]+) ns/customer", line) or re.search(r"\s([\d.]+) ns/op", line)
+    cpu = re.search(r"([\d.]+) cpu-ns/customer", line) or re.search(r"([\d.]+) cpu-ns/op", line)
+    if "ns/customer" in line:
+        name += " (per customer)"
     allocs = re.search(r"(\d+) allocs/op", line)
     rows.setdefault(name, []).append((float(wall.group(1)), float(cpu.group(1)) if cpu else None,
                                       int(allocs.group(1)) if allocs else -1))
