@@ -72,6 +72,8 @@ static VALUE sym_flag, sym_limit;
 static VALUE sym_feature_type, sym_enabled, sym_limit_key, sym_reason, sym_version;
 static VALUE sym_starting, sym_ready, sym_stale, sym_failed, sym_unknown;
 static ID id_at, id_requested, id_code;
+/* Encoding indices whose bytes are passed as they are (read once: the lookups compare them). */
+static int enc_utf8, enc_usascii, enc_binary;
 
 /* ---------------------------------------------------------------------------------------------
  * Errors
@@ -176,8 +178,8 @@ key_arg(VALUE v, const uint8_t **p, size_t *n, VALUE *keep, const char *what)
         }
     }
     int idx = RB_ENCODING_GET_INLINED(v);
-    if (RB_UNLIKELY(idx != rb_utf8_encindex() && idx != rb_usascii_encindex() &&
-                    idx != rb_ascii8bit_encindex() && !rb_enc_str_asciionly_p(v))) {
+    if (RB_UNLIKELY(idx != enc_utf8 && idx != enc_usascii && idx != enc_binary &&
+                    !rb_enc_str_asciionly_p(v))) {
         v = rb_str_export_to_enc(v, rb_utf8_encoding());
     }
     *p = (const uint8_t *)RSTRING_PTR(v);
@@ -352,6 +354,11 @@ static const rb_data_type_t engine_type = {
 static inline engine_data *
 get_data(VALUE self)
 {
+    /* The common case inline (rb_check_typeddata is a call): an instance of exactly this type. */
+    if (RB_LIKELY(RB_TYPE_P(self, T_DATA) && RTYPEDDATA_P(self) &&
+                  RTYPEDDATA_TYPE(self) == &engine_type)) {
+        return RTYPEDDATA_DATA(self);
+    }
     return rb_check_typeddata(self, &engine_type);
 }
 
@@ -1314,6 +1321,9 @@ Init_entitle_ext(void)
     id_at = rb_intern("at");
     id_requested = rb_intern("requested");
     id_code = rb_intern("@code");
+    enc_utf8 = rb_utf8_encindex();
+    enc_usascii = rb_usascii_encindex();
+    enc_binary = rb_ascii8bit_encindex();
 
     mEntitle = rb_define_module("Entitle");
     /* The classes of lib/entitle/errors.rb, loaded before this extension. */
