@@ -54,6 +54,7 @@
 static VALUE mEntitle;
 static VALUE cEngine;
 static VALUE cDecision;
+static VALUE cFeature;
 static VALUE eError;
 static VALUE eInvalidArgument;
 static VALUE ePanic;
@@ -1293,6 +1294,324 @@ decision_hash(VALUE self)
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * Feature handles and batches
+ */
+
+/* An Entitle::Feature: a key resolved once by Engine#feature, and the engine it belongs to. */
+typedef struct {
+    entitle_feature handle;
+    VALUE engine; /* the Entitle::Engine (marked) */
+    VALUE key;    /* the frozen key String (marked) */
+} feature_data;
+
+static void
+feature_mark(void *p)
+{
+    feature_data *f = p;
+    rb_gc_mark(f->engine);
+    rb_gc_mark(f->key);
+}
+
+static size_t
+feature_memsize(const void *p)
+{
+    (void)p;
+    return sizeof(feature_data);
+}
+
+static const rb_data_type_t feature_type = {
+    .wrap_struct_name = "Entitle::Feature",
+    .function = {.dmark = feature_mark, .dfree = RUBY_TYPED_DEFAULT_FREE, .dsize = feature_memsize},
+    .flags = RUBY_TYPED_FREE_IMMEDIATELY,
+};
+
+static inline feature_data *
+feature_get(VALUE self)
+{
+    return rb_check_typeddata(self, &feature_type);
+}
+
+/*
+ * call-seq: engine.feature(key) -> Entitle::Feature
+ *
+ * Resolves +key+ once into a handle whose lookups skip hashing and finding the key: for the
+ * features an application checks on every request. A key not in the current snapshot still gives
+ * a handle (it answers :feature_not_found until a snapshot has the feature); handles stay correct
+ * across every update. The process keeps each distinct key resolved (at most 65,535).
+ */
+static VALUE
+engine_feature(VALUE self, VALUE key)
+{
+    const uint8_t *k;
+    size_t kn;
+    VALUE kk;
+    key_arg(key, &k, &kn, &kk, "feature");
+    VALUE frozen = rb_str_new_frozen(kk);
+    entitle_engine *e = live(self);
+    entitle_feature handle;
+    entitle_result r = entitle_engine_feature(e, k, kn, &handle);
+    RB_GC_GUARD(kk);
+    if (r != ENTITLE_RESULT_OK) {
+        raise_result(r);
+    }
+    feature_data *f;
+    VALUE obj = TypedData_Make_Struct(cFeature, feature_data, &feature_type, f);
+    f->handle = handle;
+    RB_OBJ_WRITE(obj, &f->engine, self);
+    RB_OBJ_WRITE(obj, &f->key, frozen);
+    RB_OBJ_FREEZE(obj);
+    return obj;
+}
+
+/* The live engine of a feature handle, or ClosedError. */
+static inline entitle_engine *
+feature_engine(const feature_data *f)
+{
+    return live(f->engine);
+}
+
+/* call-seq: feature.key -> String */
+static VALUE
+feature_key(VALUE self)
+{
+    return feature_get(self)->key;
+}
+
+/* call-seq: feature.engine -> Entitle::Engine */
+static VALUE
+feature_engine_reader(VALUE self)
+{
+    return feature_get(self)->engine;
+}
+
+/* call-seq: feature.enabled?(customer, at: nil) -> true or false (as Engine#enabled?) */
+static VALUE
+feature_enabled_p(int argc, VALUE *argv, VALUE self)
+{
+    feature_data *f = feature_get(self);
+    VALUE at = Qundef;
+    if (RB_UNLIKELY(argc != 1)) {
+        split_args(argc, argv, 1, 1, at_ids, 1, &at);
+    }
+    const uint8_t *c;
+    size_t cn;
+    VALUE ck;
+    key_arg(argv[0], &c, &cn, &ck, "customer");
+    bool has_at = at != Qundef && !NIL_P(at);
+    int64_t t = has_at ? at_arg(at) : 0;
+    entitle_engine *e = feature_engine(f);
+    bool r = has_at ? entitle_engine_feature_enabled_at(e, f->handle, c, cn, t)
+                    : entitle_engine_feature_enabled(e, f->handle, c, cn);
+    RB_GC_GUARD(ck);
+    return r ? Qtrue : Qfalse;
+}
+
+/* call-seq: feature.limit(customer, at: nil) -> Integer or Float::INFINITY (as Engine#limit) */
+static VALUE
+feature_limit(int argc, VALUE *argv, VALUE self)
+{
+    feature_data *f = feature_get(self);
+    VALUE at = Qundef;
+    if (RB_UNLIKELY(argc != 1)) {
+        split_args(argc, argv, 1, 1, at_ids, 1, &at);
+    }
+    const uint8_t *c;
+    size_t cn;
+    VALUE ck;
+    key_arg(argv[0], &c, &cn, &ck, "customer");
+    bool has_at = at != Qundef && !NIL_P(at);
+    int64_t t = has_at ? at_arg(at) : 0;
+    entitle_engine *e = feature_engine(f);
+    uint64_t v = has_at ? entitle_engine_feature_limit_at(e, f->handle, c, cn, t)
+                        : entitle_engine_feature_limit(e, f->handle, c, cn);
+    RB_GC_GUARD(ck);
+    return limit_value(v);
+}
+
+/*
+ * call-seq: feature.allows?(customer, usage, requested: 1, at: nil) -> true or false
+ *
+ * As Engine#allows?.
+ */
+static VALUE
+feature_allows_p(int argc, VALUE *argv, VALUE self)
+{
+    static ID ids[2];
+    feature_data *f = feature_get(self);
+    VALUE kw[2] = {Qundef, Qundef};
+    if (argc != 2) {
+        ids[0] = id_requested;
+        ids[1] = id_at;
+        split_args(argc, argv, 2, 2, ids, 2, kw);
+    }
+    const uint8_t *c;
+    size_t cn;
+    VALUE ck;
+    key_arg(argv[0], &c, &cn, &ck, "customer");
+    uint64_t usage = count_arg(argv[1], "usage");
+    uint64_t requested = kw[0] == Qundef ? 1 : count_arg(kw[0], "requested");
+    bool has_at = kw[1] != Qundef && !NIL_P(kw[1]);
+    int64_t t = has_at ? at_arg(kw[1]) : 0;
+    entitle_engine *e = feature_engine(f);
+    bool r = has_at ? entitle_engine_feature_allows_at(e, f->handle, c, cn, usage, requested, t)
+                    : entitle_engine_feature_allows(e, f->handle, c, cn, usage, requested);
+    RB_GC_GUARD(ck);
+    return r ? Qtrue : Qfalse;
+}
+
+/* call-seq: feature.check(customer, at: nil) -> Entitle::Decision (as Engine#check) */
+static VALUE
+feature_check(int argc, VALUE *argv, VALUE self)
+{
+    feature_data *f = feature_get(self);
+    VALUE at = Qundef;
+    if (argc != 1) {
+        split_args(argc, argv, 1, 1, at_ids, 1, &at);
+    }
+    const uint8_t *c;
+    size_t cn;
+    VALUE ck;
+    key_arg(argv[0], &c, &cn, &ck, "customer");
+    bool has_at = at != Qundef && !NIL_P(at);
+    int64_t t = has_at ? at_arg(at) : 0;
+    entitle_engine *e = feature_engine(f);
+    entitle_decision out;
+    entitle_result r = has_at ? entitle_engine_feature_check_at(e, f->handle, c, cn, t, &out)
+                              : entitle_engine_feature_check(e, f->handle, c, cn, &out);
+    RB_GC_GUARD(ck);
+    if (r != ENTITLE_RESULT_OK) {
+        raise_result(r);
+    }
+    return decision_new(&out);
+}
+
+/* Decisions out of a batch call as an Array. */
+static VALUE
+decisions_array(const entitle_decision *out, size_t n)
+{
+    VALUE list = rb_ary_new_capa((long)n);
+    for (size_t i = 0; i < n; i++) {
+        rb_ary_push(list, decision_new(&out[i]));
+    }
+    return list;
+}
+
+/*
+ * call-seq: feature.check_many(customers, at: nil) -> Array of Entitle::Decision
+ *
+ * Decides the feature for every customer of +customers+ (an Array of Strings or Symbols) in one
+ * call into the library, all from the same content version; the i-th Decision answers the i-th
+ * customer. For customers spread over a large snapshot this costs a fraction of as many #check
+ * calls (their memory loads overlap).
+ */
+static VALUE
+feature_check_many(int argc, VALUE *argv, VALUE self)
+{
+    feature_data *f = feature_get(self);
+    VALUE at = Qundef;
+    split_args(argc, argv, 1, 1, at_ids, 1, &at);
+    VALUE customers = argv[0];
+    if (!RB_TYPE_P(customers, T_ARRAY)) {
+        rb_raise(rb_eTypeError, "customers must be an Array, not %" PRIsVALUE, rb_obj_class(customers));
+    }
+    /* Every id converted first (into `keys`, which keeps transcoded Strings alive), then packed. */
+    long n = RARRAY_LEN(customers);
+    VALUE keys = rb_ary_new_capa(n);
+    size_t total = 0;
+    for (long i = 0; i < n; i++) {
+        const uint8_t *c;
+        size_t cn;
+        VALUE ck;
+        key_arg(RARRAY_AREF(customers, i), &c, &cn, &ck, "customer");
+        rb_ary_push(keys, ck);
+        total += cn;
+    }
+    bool has_at = at != Qundef && !NIL_P(at);
+    int64_t t = has_at ? at_arg(at) : 0;
+    VALUE ids_buf = rb_str_buf_new((long)total);
+    VALUE ends_buf = rb_str_buf_new((long)((size_t)n * sizeof(size_t)));
+    VALUE out_buf = rb_str_buf_new((long)((size_t)n * sizeof(entitle_decision)));
+    uint8_t *ids = (uint8_t *)RSTRING_PTR(ids_buf);
+    size_t *ends = (size_t *)RSTRING_PTR(ends_buf);
+    entitle_decision *out = (entitle_decision *)RSTRING_PTR(out_buf);
+    size_t at_byte = 0;
+    for (long i = 0; i < n; i++) {
+        VALUE k = RARRAY_AREF(keys, i);
+        memcpy(ids + at_byte, RSTRING_PTR(k), (size_t)RSTRING_LEN(k));
+        at_byte += (size_t)RSTRING_LEN(k);
+        ends[i] = at_byte;
+    }
+    entitle_engine *e = feature_engine(f);
+    entitle_result r =
+        has_at ? entitle_engine_check_customers_at(e, f->handle, ids, total, ends, (size_t)n, t, out)
+               : entitle_engine_check_customers(e, f->handle, ids, total, ends, (size_t)n, out);
+    if (r != ENTITLE_RESULT_OK) {
+        raise_result(r);
+    }
+    VALUE list = decisions_array(out, (size_t)n);
+    RB_GC_GUARD(keys);
+    RB_GC_GUARD(ids_buf);
+    RB_GC_GUARD(ends_buf);
+    RB_GC_GUARD(out_buf);
+    return list;
+}
+
+/*
+ * call-seq: engine.check_features(customer, features, at: nil) -> Array of Entitle::Decision
+ *
+ * Decides every feature of +features+ (an Array of Entitle::Feature handles of this engine) for
+ * +customer+ in one call into the library, all from the same content version; the i-th Decision
+ * answers the i-th feature.
+ */
+static VALUE
+engine_check_features(int argc, VALUE *argv, VALUE self)
+{
+    VALUE at = Qundef;
+    split_args(argc, argv, 2, 2, at_ids, 1, &at);
+    const uint8_t *c;
+    size_t cn;
+    VALUE ck;
+    key_arg(argv[0], &c, &cn, &ck, "customer");
+    VALUE features = argv[1];
+    if (!RB_TYPE_P(features, T_ARRAY)) {
+        rb_raise(rb_eTypeError, "features must be an Array of Entitle::Feature, not %" PRIsVALUE,
+                 rb_obj_class(features));
+    }
+    long n = RARRAY_LEN(features);
+    VALUE handles_buf = rb_str_buf_new((long)((size_t)n * sizeof(entitle_feature)));
+    VALUE out_buf = rb_str_buf_new((long)((size_t)n * sizeof(entitle_decision)));
+    entitle_feature *handles = (entitle_feature *)RSTRING_PTR(handles_buf);
+    for (long i = 0; i < n; i++) {
+        VALUE item = RARRAY_AREF(features, i);
+        if (!rb_typeddata_is_kind_of(item, &feature_type)) {
+            rb_raise(rb_eTypeError, "features[%ld] must be an Entitle::Feature, not %" PRIsVALUE, i,
+                     rb_obj_class(item));
+        }
+        const feature_data *f = RTYPEDDATA_DATA(item);
+        if (f->engine != self) {
+            rb_raise(rb_eArgError, "features[%ld] (%" PRIsVALUE ") belongs to another engine", i,
+                     f->key);
+        }
+        handles[i] = f->handle;
+    }
+    bool has_at = at != Qundef && !NIL_P(at);
+    int64_t t = has_at ? at_arg(at) : 0;
+    entitle_engine *e = live(self);
+    entitle_decision *out = (entitle_decision *)RSTRING_PTR(out_buf);
+    entitle_result r =
+        has_at ? entitle_engine_check_features_at(e, c, cn, handles, (size_t)n, t, out)
+               : entitle_engine_check_features(e, c, cn, handles, (size_t)n, out);
+    RB_GC_GUARD(ck);
+    if (r != ENTITLE_RESULT_OK) {
+        raise_result(r);
+    }
+    VALUE list = decisions_array(out, (size_t)n);
+    RB_GC_GUARD(handles_buf);
+    RB_GC_GUARD(out_buf);
+    return list;
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Module functions
  */
 
@@ -1399,4 +1718,16 @@ Init_entitle_ext(void)
     rb_define_method(cDecision, "==", decision_eq, 1);
     rb_define_method(cDecision, "eql?", decision_eq, 1);
     rb_define_method(cDecision, "hash", decision_hash, 0);
+    cFeature = rb_define_class_under(mEntitle, "Feature", rb_cObject);
+    rb_undef_alloc_func(cFeature);
+    rb_undef_method(CLASS_OF(cFeature), "new"); /* made by Engine#feature */
+    rb_define_method(cFeature, "key", feature_key, 0);
+    rb_define_method(cFeature, "engine", feature_engine_reader, 0);
+    rb_define_method(cFeature, "enabled?", feature_enabled_p, -1);
+    rb_define_method(cFeature, "limit", feature_limit, -1);
+    rb_define_method(cFeature, "allows?", feature_allows_p, -1);
+    rb_define_method(cFeature, "check", feature_check, -1);
+    rb_define_method(cFeature, "check_many", feature_check_many, -1);
+    rb_define_method(cEngine, "feature", engine_feature, 1);
+    rb_define_method(cEngine, "check_features", engine_check_features, -1);
 }

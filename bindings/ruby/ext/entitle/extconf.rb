@@ -48,8 +48,7 @@ entitle_abort("libentitle.a not found in #{lib_dir}") unless File.file?(static_l
 entitle_abort("entitle.h not found in #{include_dir}") unless File.file?(File.join(include_dir, "entitle.h"))
 
 $INCFLAGS << " -I#{include_dir}"
-$CFLAGS << " -std=gnu11 -O2 -Wall -Wextra -Wno-unused-parameter"
-$CFLAGS << " -Werror" if ENV["ENTITLE_WERROR"] == "1"
+$CFLAGS << " -std=gnu11 -O2"
 # The library itself, by path (never the shared libentitle.so next to it), then what a Rust static
 # library needs from the system (`cargo rustc -- --print native-static-libs`).
 $LOCAL_LIBS << " #{static_lib}"
@@ -59,6 +58,15 @@ $LOCAL_LIBS << " #{static_lib}"
 $LDFLAGS << " -Wl,--exclude-libs,ALL -Wl,--gc-sections"
 
 entitle_abort("entitle.h in #{include_dir} cannot be compiled") unless have_header("entitle.h")
+# Links a test program against the library: a libentitle.a older than the header fails here, with
+# a message, rather than as an undefined symbol when Ruby loads the extension.
+unless have_func("entitle_engine_check_features", "entitle.h")
+  entitle_abort("#{static_lib} lacks functions that #{include_dir}/entitle.h declares: rebuild it")
+end
 have_func("rb_ext_ractor_safe", "ruby.h")
+
+# Warnings for the extension itself (after the checks: mkmf's test programs are not warning-free).
+$CFLAGS << " -Wall -Wextra -Wno-unused-parameter"
+$CFLAGS << " -Werror" if ENV["ENTITLE_WERROR"] == "1"
 
 create_makefile("entitle/entitle_ext")
