@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use entitle_core::edge::Manifest;
-use entitle_core::{Engine, Limit, Reason, SyncConfig, SyncState};
+use entitle_core::{Engine, Event, EventKind, Limit, Reason, SyncConfig, SyncState, WaitError};
 use support::*;
 
 fn projects(engine: &Engine) -> Limit {
@@ -774,4 +774,108 @@ fn readers_see_no_torn_or_stale_reads_across_1000_deltas_and_compactions() {
     );
     assert_eq!(store.compaction_error(), None);
     assert_eq!(store.load().checksum(), prev.checksum());
+}
+
+/// Every event the engine records from `after`, until `done` holds for the list or `limit` passes.
+fn events_until(
+    engine: &Engine,
+    limit: Duration,
+    mut done: impl FnMut(&[Event]) -> bool,
+) -> Vec<Event> {
+    let deadline = std::time::Instant::now() + limit;
+    let mut seen = Vec::new();
+    let mut after = 0;
+    while !done(&seen) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match engine.next_event(after, left) {
+            Ok(e) => {
+                assert_eq!(e.seq, after + 1, "no gap expected: {e:?}");
+                after = e.seq;
+                seen.push(e);
+            }
+            Err(WaitError::Timeout) => panic!("events so far: {seen:?}\n{:?}", engine.status()),
+            Err(WaitError::Closed) => break,
+        }
+    }
+    seen
+}
+
+fn kinds(events: &[Event]) -> Vec<EventKind> {
+    events.iter().map(|e| e.kind).collect()
+}
+
+#[test]
+fn events_tell_version_changes_failures_staleness_and_recovery() {
+    let (edge, mut publisher, engine) = synced(|url| SyncConfig {
+        max_staleness: Duration::from_millis(300),
+        ..config(url)
+    });
+    // The first sync: 0 -> 1.
+    let first = engine.next_event(0, CONVERGE).unwrap();
+    assert_eq!(
+        (first.kind, first.old_version, first.new_version),
+        (EventKind::VersionChanged, 0, 1)
+    );
+    edge.publish(&mut publisher, &catalog(20));
+    converges_to(&engine, 2);
+    edge.fault("", Fault::Close, None);
+    let events = events_until(&engine, CONVERGE, |e| kinds(e).contains(&EventKind::Stale));
+    let k = kinds(&events);
+    assert_eq!(
+        &k[..2],
+        [EventKind::VersionChanged, EventKind::VersionChanged]
+    );
+    assert_eq!((events[1].old_version, events[1].new_version), (1, 2));
+    assert_eq!(k[2], EventKind::SyncFailed, "{events:?}");
+    assert!(!events[2].message.is_empty());
+    assert_eq!((events[2].old_version, events[2].new_version), (2, 2));
+    // Stale is reported once, after failures, while the content is kept.
+    assert_eq!(k.iter().filter(|&&k| k == EventKind::Stale).count(), 1);
+    assert_eq!(engine.status().state, SyncState::Stale);
+    edge.clear_faults();
+    edge.publish(&mut publisher, &catalog(30));
+    let after = events.last().unwrap().seq;
+    let mut more = Vec::new();
+    while !kinds(&more).contains(&EventKind::SyncRecovered)
+        || !kinds(&more).contains(&EventKind::VersionChanged)
+    {
+        let e = engine
+            .next_event(more.last().map_or(after, |e: &Event| e.seq), CONVERGE)
+            .unwrap();
+        more.push(e);
+    }
+    let change = more
+        .iter()
+        .find(|e| e.kind == EventKind::VersionChanged)
+        .unwrap();
+    assert_eq!((change.old_version, change.new_version), (2, 3));
+    // close() wakes a waiter, which then hears CLOSED.
+    let last = engine.last_event_seq();
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| engine.next_event(last, Duration::from_secs(600)));
+        std::thread::sleep(Duration::from_millis(50));
+        engine.close();
+        assert_eq!(waiter.join().unwrap(), Err(WaitError::Closed));
+    });
+}
+
+#[test]
+fn an_unwritable_cache_is_an_event() {
+    let edge = TestEdge::start();
+    let mut publisher = Publisher::new("lineage-a");
+    edge.publish(&mut publisher, &catalog(10));
+    let dir = TempDir::new("unwritable-event");
+    let not_a_dir = dir.0.join("file");
+    std::fs::write(&not_a_dir, b"x").unwrap();
+    let engine = Engine::connect(SyncConfig {
+        cache_dir: Some(not_a_dir),
+        ..config(&edge.url())
+    })
+    .unwrap();
+    let events = events_until(&engine, CONVERGE, |e| {
+        kinds(e).contains(&EventKind::CacheError)
+    });
+    let cache = events.last().unwrap();
+    assert!(cache.message.contains("file"), "{cache:?}");
+    assert_eq!(cache.new_version, engine.version());
 }

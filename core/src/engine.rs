@@ -3,9 +3,11 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::catalog::{Catalog, CatalogError};
 use crate::delta::{ApplyError, Delta};
+use crate::events::{Event, WaitError};
 use crate::model::{Decision, Limit};
 use crate::snapshot::{BuildOptions, FeatureInfo, FormatError, Snapshot};
 use crate::store::Store;
@@ -254,9 +256,78 @@ impl Engine {
         let delta = Delta::from_bytes(bytes)?;
         Ok(self.store.apply(&delta)?)
     }
+
+    /// Waits up to `timeout` for the first event with a sequence number above `after_seq`:
+    /// version changes from any writer, sync failures and recoveries, staleness, cache problems
+    /// (see [`crate::events`]). Pass 0 first, then the `seq` of the last event handled.
+    ///
+    /// The engine keeps the last [`EVENT_RING_CAPACITY`](crate::EVENT_RING_CAPACITY) events: a
+    /// consumer that fell further behind gets the oldest kept one and sees the gap in `seq`.
+    /// Lookups never touch the events; waiting blocks only the calling thread.
+    ///
+    /// # Errors
+    /// [`WaitError::Timeout`] when no such event came in time; [`WaitError::Closed`] when the
+    /// engine is closed (by [`Engine::close`], which wakes every waiter) and has no later event.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use entitle_core::{Engine, EventKind, WaitError};
+    /// let engine = Engine::from_catalog_json(br#"{"features": []}"#)?;
+    /// let listener = std::thread::scope(|s| {
+    ///     let listener = s.spawn(|| {
+    ///         let mut seen = 0;
+    ///         let mut changes = Vec::new();
+    ///         loop {
+    ///             match engine.next_event(seen, Duration::from_secs(5)) {
+    ///                 Ok(e) => {
+    ///                     seen = e.seq;
+    ///                     if e.kind == EventKind::VersionChanged {
+    ///                         changes.push((e.old_version, e.new_version));
+    ///                     }
+    ///                 }
+    ///                 Err(WaitError::Timeout) => continue,
+    ///                 Err(WaitError::Closed) => return changes,
+    ///             }
+    ///         }
+    ///     });
+    ///     let v2 = entitle_core::Snapshot::build(
+    ///         &entitle_core::Catalog::from_json(br#"{"features": []}"#)?,
+    ///         entitle_core::BuildOptions { version: 2, created_at: 0 },
+    ///     )?;
+    ///     engine.replace(v2);
+    ///     engine.close();
+    ///     Ok::<_, entitle_core::Error>(listener.join().expect("listener"))
+    /// })?;
+    /// assert_eq!(listener, vec![(0, 2)]);
+    /// # Ok::<(), entitle_core::Error>(())
+    /// ```
+    pub fn next_event(&self, after_seq: u64, timeout: Duration) -> Result<Event, WaitError> {
+        // Hold the log, not the guard: the wait may be long.
+        let log = arc_swap::Guard::into_inner(self.store.events());
+        log.next(after_seq, timeout)
+    }
+
+    /// The sequence number of the engine's last event (0: none yet): a consumer that wants only
+    /// what happens from now on starts [`Engine::next_event`] there.
+    pub fn last_event_seq(&self) -> u64 {
+        self.store.events().last_seq()
+    }
+
+    /// Closes the engine: stops its sync thread, if any, and waits for it (requests in flight,
+    /// long-polls included, are interrupted; a TCP connect in progress first runs out its
+    /// `connect_timeout`), then wakes every [`Engine::next_event`] waiter, which returns
+    /// [`WaitError::Closed`] once it has seen every event. Idempotent; the engine keeps answering
+    /// from its last content. Dropping the engine does the same.
+    pub fn close(&self) {
+        #[cfg(feature = "sync")]
+        if let Some(h) = &*self.sync_handle() {
+            h.stop();
+        }
+        self.store.events().close();
+    }
 }
 
-#[cfg(feature = "sync")]
 impl Drop for Engine {
     fn drop(&mut self) {
         self.close();

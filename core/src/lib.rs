@@ -29,6 +29,7 @@ pub mod delta;
 pub mod dump;
 pub mod edge;
 pub mod engine;
+pub mod events;
 pub mod handle;
 pub mod hash;
 pub mod model;
@@ -45,6 +46,7 @@ pub use catalog::{
 pub use delta::{diff, ApplyError, Delta};
 pub use dump::{dump, DumpError};
 pub use engine::{load_source, read_file, Engine, Error};
+pub use events::{Event, EventKind, WaitError, EVENT_RING_CAPACITY};
 pub use handle::{CustomerIds, FeatureHandle, PackedIds, TooManyFeatureKeys, MAX_FEATURE_KEYS};
 pub use model::{Decision, FeatureType, Limit, Reason, Value, MAX_LIMIT};
 pub use snapshot::{BuildOptions, FeatureInfo, FormatError, Snapshot};

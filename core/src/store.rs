@@ -15,6 +15,7 @@ use std::time::Duration;
 use arc_swap::{ArcSwap, Guard};
 
 use crate::delta::{ApplyError, Delta};
+use crate::events::{EventKind, EventLog};
 use crate::snapshot::{FormatError, Snapshot};
 use crate::view::{Overlay, View};
 
@@ -120,6 +121,9 @@ struct Inner {
     compactions: AtomicU64,
     compaction_error: PidLock<Option<String>>,
     compactor: PidLock<Option<JoinHandle<()>>>,
+    /// What happened to the content (and, through the engine, to its sync). Swapped whole only by
+    /// `after_fork`, whose child must not inherit a lock held by a parent's thread.
+    events: ArcSwap<EventLog>,
 }
 
 /// Holds the current view; lookups are lock-free, updates are atomic swaps.
@@ -159,6 +163,7 @@ impl Store {
                 compactions: AtomicU64::new(0),
                 compaction_error: PidLock::new(None),
                 compactor: PidLock::new(None),
+                events: ArcSwap::from_pointee(EventLog::new()),
             }),
         }
     }
@@ -187,6 +192,28 @@ impl Store {
             std::mem::forget(handle);
         }
         self.inner.compacting.store(false, Ordering::Release);
+        let child = Arc::new(self.inner.events.load().for_child());
+        // A parent's thread may have been inside the old log (its lock taken, its ring half
+        // updated) at the fork: never lock, touch or drop it here.
+        std::mem::forget(self.inner.events.swap(child));
+    }
+
+    /// The event log of this content (shared by every handle on it).
+    pub(crate) fn events(&self) -> Guard<Arc<EventLog>> {
+        self.inner.events.load()
+    }
+
+    /// Records a version change, if `from` and `to` differ. Called under the writer lock so that
+    /// events are in the order of the swaps.
+    fn changed(&self, from: u64, to: u64, how: &str) {
+        if from != to {
+            self.events().push(
+                EventKind::VersionChanged,
+                from,
+                to,
+                format!("version {from} -> {to} ({how})"),
+            );
+        }
     }
 
     /// The current view, for lookups. Lock-free; hold it only briefly (it pins that view in memory).
@@ -203,7 +230,9 @@ impl Store {
     /// Replaces the content with a whole snapshot.
     pub fn replace(&self, snapshot: Snapshot) {
         let _w = lock(&self.inner.writer);
+        let (from, to) = (self.inner.current.load().version(), snapshot.version());
         self.inner.current.store(Arc::new(View::from(snapshot)));
+        self.changed(from, to, "snapshot");
     }
 
     /// Replaces the content with `view` only if the current view is still `expected` (compare-and-swap
@@ -213,7 +242,9 @@ impl Store {
         if !Arc::ptr_eq(&self.inner.current.load_full(), expected) {
             return false;
         }
+        let (from, to) = (expected.version(), view.version());
         self.inner.current.store(Arc::new(view));
+        self.changed(from, to, "snapshot");
         true
     }
 
@@ -225,10 +256,14 @@ impl Store {
     pub fn apply(&self, delta: &Delta) -> Result<u64, ApplyError> {
         let next = {
             let _w = lock(&self.inner.writer);
-            let next = self.inner.current.load().apply(delta)?;
+            let current = self.inner.current.load();
+            let from = current.version();
+            let next = current.apply(delta)?;
+            drop(current);
             let version = next.version();
             let overlay = next.overlay_len();
             self.inner.current.store(Arc::new(next));
+            self.changed(from, version, "delta");
             (version, overlay)
         };
         if next.1 > self.inner.threshold {

@@ -42,6 +42,7 @@ use crate::edge::{
     MAX_LONG_POLL_SECONDS, MAX_MANIFEST_BYTES,
 };
 use crate::engine::{Engine, Error};
+use crate::events::EventKind;
 use crate::hash::xxh64;
 use crate::snapshot::{BuildOptions, Snapshot};
 use crate::store::Store;
@@ -854,6 +855,19 @@ struct Progress {
     lineage: Option<String>,
     edge_version: Option<u64>,
     long_poll: bool,
+    /// Whether a [`EventKind::Stale`] event was recorded since the last success.
+    stale_reported: bool,
+}
+
+/// How long until content with this progress goes stale: `None` when that cannot happen now
+/// (no content, or already reported), zero when it is stale already.
+fn stale_in(p: &Progress, max_staleness: Duration, now: SystemTime) -> Option<Duration> {
+    if !p.has_data || p.stale_reported {
+        return None;
+    }
+    let fresh_at = p.fresh_at?;
+    let age = now.duration_since(fresh_at).unwrap_or_default();
+    Some(max_staleness.saturating_sub(age))
 }
 
 struct Shared {
@@ -1004,11 +1018,22 @@ fn run(shared: Arc<Shared>, mut client: EdgeClient, mut persister: Option<Persis
             // A request cut short by close() is not a fault of the edge.
             break;
         }
+        let mut events: Vec<(EventKind, String)> = Vec::new();
         let delay = {
             let mut p = lock(&shared.progress);
             let now = SystemTime::now();
             let delay = match &result {
                 Ok(round) => {
+                    if p.consecutive_failures > 0 || p.stale_reported {
+                        events.push((
+                            EventKind::SyncRecovered,
+                            format!(
+                                "synced again after {} failed round(s)",
+                                p.consecutive_failures
+                            ),
+                        ));
+                    }
+                    p.stale_reported = false;
                     p.syncs += 1;
                     p.consecutive_failures = 0;
                     p.has_data = true;
@@ -1041,8 +1066,26 @@ fn run(shared: Arc<Shared>, mut client: EdgeClient, mut persister: Option<Persis
                     p.consecutive_failures += 1;
                     p.last_error = Some(e.to_string());
                     p.last_error_at = Some(unix(now));
+                    events.push((EventKind::SyncFailed, e.to_string()));
                     shared.backoff(p.consecutive_failures, &mut jitter)
                 }
+            };
+            // Staleness is a matter of time, not of a round: report it once when it is reached,
+            // and wake up for it rather than sleep through it.
+            let delay = match stale_in(&p, shared.config.max_staleness, now) {
+                Some(left) if left.is_zero() => {
+                    p.stale_reported = true;
+                    events.push((
+                        EventKind::Stale,
+                        format!(
+                            "no successful sync for more than {:?}; serving the last content",
+                            shared.config.max_staleness
+                        ),
+                    ));
+                    delay
+                }
+                Some(left) => delay.min(left + MIN_INTERVAL),
+                None => delay,
             };
             shared.changed.notify_all();
             delay
@@ -1050,8 +1093,15 @@ fn run(shared: Arc<Shared>, mut client: EdgeClient, mut persister: Option<Persis
         if let Some(persister) = &mut persister {
             let interval = shared.config.persist_interval;
             if let Some(result) = persister.persist(&shared.store, client.lineage(), interval) {
+                if let Err(e) = &result {
+                    events.push((EventKind::CacheError, e.clone()));
+                }
                 lock(&shared.progress).cache_error = result.err();
             }
+        }
+        let version = shared.store.load().version();
+        for (kind, message) in events {
+            shared.store.events().push(kind, version, version, message);
         }
         if shared.sleep(delay) {
             break;
@@ -1094,7 +1144,7 @@ impl SyncHandle {
         })
     }
 
-    fn stop(&self) {
+    pub(crate) fn stop(&self) {
         lock(&self.shared.progress).stop = true;
         self.shared.changed.notify_all();
         if let Some(agent) = lock(&self.shared.agent).take() {
@@ -1214,6 +1264,13 @@ impl Engine {
             None => empty_snapshot()?,
         };
         let engine = Engine::from_snapshot(snapshot);
+        if let Some(problem) = &progress.cache_error {
+            let version = engine.version();
+            engine
+                .store()
+                .events()
+                .push(EventKind::CacheError, version, version, problem.clone());
+        }
         let handle = SyncHandle::start(config, engine.store().share(), progress, lineage)?;
         engine.set_sync(Arc::new(handle));
         Ok(engine)
@@ -1255,16 +1312,6 @@ impl Engine {
                     long_poll: false,
                 }
             }
-        }
-    }
-
-    /// Stops the sync thread and waits for it: at once during a request or a pause (requests in
-    /// flight, long-polls included, are interrupted); a TCP connect in progress first runs out its
-    /// `connect_timeout`. Idempotent; the engine keeps answering from its last content. Dropping the
-    /// engine does the same.
-    pub fn close(&self) {
-        if let Some(h) = &*self.sync_handle() {
-            h.stop();
         }
     }
 

@@ -102,6 +102,14 @@ enum entitle_result
      * is not printable ASCII).
      */
     ENTITLE_RESULT_INVALID_CONFIG = 15,
+    /**
+     * A wait ran out before what it waited for happened (`entitle_engine_next_event`).
+     */
+    ENTITLE_RESULT_TIMEOUT = 16,
+    /**
+     * The engine is closed (`entitle_engine_close`) and has nothing more to give.
+     */
+    ENTITLE_RESULT_CLOSED = 17,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -244,6 +252,46 @@ typedef uint32_t entitle_status_text;
 #endif // __cplusplus
 
 /**
+ * What an `entitle_event` reports (its `kind`). The numbers are stable.
+ */
+enum entitle_event_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * The content version changed, `old_version` → `new_version`: a sync round, or a
+     * replacement or delta applied by the application. Compaction never changes the version.
+     */
+    ENTITLE_EVENT_VERSION_CHANGED = 1,
+    /**
+     * A sync round failed; the message says why. The engine keeps serving its last content and
+     * retries with backoff.
+     */
+    ENTITLE_EVENT_SYNC_FAILED = 2,
+    /**
+     * A sync round succeeded after failures, or after the content went stale.
+     */
+    ENTITLE_EVENT_SYNC_RECOVERED = 3,
+    /**
+     * The content has not been confirmed by the edge for longer than `max_staleness_ms`.
+     * Reported once per stale period.
+     */
+    ENTITLE_EVENT_STALE = 4,
+    /**
+     * The cache file could not be read or written; the message says why. Syncing goes on.
+     */
+    ENTITLE_EVENT_CACHE_ERROR = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum entitle_event_kind entitle_event_kind;
+#else
+typedef uint32_t entitle_event_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * An in-process entitlement engine: the current snapshot plus the deltas applied to it.
  *
  * Opaque: create one with `entitle_engine_from_file`, `entitle_engine_from_snapshot` or
@@ -303,6 +351,34 @@ typedef struct entitle_decision {
      */
     bool unlimited;
 } entitle_decision;
+
+/**
+ * One thing that happened to an engine, written by `entitle_engine_next_event` into a
+ * caller-owned struct. Its message travels separately (see there).
+ */
+typedef struct entitle_event {
+    /**
+     * The event's sequence number: 1 for the engine's first, then one more for each. Pass it as
+     * `after_seq` to get the next one.
+     */
+    uint64_t seq;
+    /**
+     * What happened (an `entitle_event_kind`; treat unknown numbers as informational).
+     */
+    uint32_t kind;
+    /**
+     * The version before, for `ENTITLE_EVENT_VERSION_CHANGED`; the current version otherwise.
+     */
+    uint64_t old_version;
+    /**
+     * The version after, for `ENTITLE_EVENT_VERSION_CHANGED`; the current version otherwise.
+     */
+    uint64_t new_version;
+    /**
+     * When it happened, in unix milliseconds.
+     */
+    int64_t at_ms;
+} entitle_event;
 
 /**
  * A feature key resolved once by `entitle_engine_feature`: pass it to the `entitle_engine_feature_*`
@@ -843,6 +919,44 @@ entitle_result entitle_last_error_message(uint8_t *buf,
                                           size_t *out_len);
 
 /**
+ * Waits up to `timeout_ms` milliseconds for the engine's first event with a sequence number
+ * above `after_seq`, and writes it to `*out`.
+ *
+ * Events are version changes from any writer (sync, `entitle_engine_replace_*`,
+ * `entitle_engine_apply_delta`), sync failures, recoveries, staleness and cache problems. Pass 0
+ * the first time, then the `seq` of the last event handled. The engine keeps a bounded ring of
+ * recent events (256): a consumer that fell further behind gets the oldest kept one and sees the
+ * gap in `seq`. The event's message (UTF-8, truncated at a character boundary to `msg_cap`
+ * bytes, not NUL-terminated) is copied into `msg_buf` and its length into `*msg_len`; a
+ * 1024-byte buffer holds every message in practice.
+ *
+ * `entitle_engine_close` wakes every waiter: once a waiter has seen every event, it gets
+ * `CLOSED`. Lookups never touch the events. Blocks only the calling thread: run it on a thread of
+ * its own (one per engine), never on the lookup path. A `timeout_ms` of 0 polls;
+ * `UINT64_MAX` waits as long as it takes.
+ *
+ * # Errors
+ * `TIMEOUT` (no such event yet; nothing written), `CLOSED` (the engine is closed and has no later
+ * event; nothing written), `NULL_PARAMETER` (`engine` or `out` NULL, or `msg_buf` NULL with
+ * `msg_cap` > 0), `PANIC`.
+ *
+ * # Safety
+ * `engine` must be a live engine, and stay live until the call returns: close it
+ * (`entitle_engine_close`) to end every wait, and free it only after each waiting call has
+ * returned. `out` must be valid for writing an `entitle_event`; `msg_buf` valid for writing
+ * `msg_cap` bytes (or NULL with `msg_cap` 0); `msg_len` NULL or valid for writing a `size_t`.
+ * All stay owned by the caller. Safe from any thread, concurrently with every other call except
+ * `entitle_engine_free`.
+ */
+entitle_result entitle_engine_next_event(const struct entitle_engine *engine,
+                                         uint64_t after_seq,
+                                         uint64_t timeout_ms,
+                                         struct entitle_event *out,
+                                         uint8_t *msg_buf,
+                                         size_t msg_cap,
+                                         size_t *msg_len);
+
+/**
  * Resolves a feature key into an `entitle_feature` for later lookups.
  *
  * A key that is not in the current snapshot still gives a handle: it answers
@@ -1251,14 +1365,18 @@ entitle_result entitle_engine_status_text(const struct entitle_engine *engine,
                                           size_t *out_len);
 
 /**
- * Stops the engine's sync thread and waits for it (requests in flight are interrupted; a TCP
- * connect in progress may first run out its `connect_timeout_ms`). The engine keeps answering from
- * its last content until it is freed. Idempotent; a no-op for engines that do not sync and for
- * NULL. `entitle_engine_free` closes too, so calling this is optional: it lets a program stop the
- * network activity at a point of its choosing (at shutdown, before the interpreter exits).
+ * Closes the engine: stops its sync thread, if any, and waits for it (requests in flight are
+ * interrupted; a TCP connect in progress may first run out its `connect_timeout_ms`), then wakes
+ * every `entitle_engine_next_event` waiter, which returns `CLOSED` once it has seen every event.
+ * The engine keeps answering lookups from its last content until it is freed. Idempotent; NULL is
+ * a no-op. `entitle_engine_free` closes too, but must not be called while another thread waits in
+ * `entitle_engine_next_event`: close first, let the waiters return, then free. Closing lets a
+ * program stop the network activity and its event listeners at a point of its choosing (at
+ * shutdown, before the interpreter exits).
  *
  * # Safety
- * `engine` must be NULL or a live engine. Safe to call concurrently with lookups from any thread.
+ * `engine` must be NULL or a live engine. Safe to call concurrently with lookups and waits from
+ * any thread.
  */
 void entitle_engine_close(struct entitle_engine *engine);
 

@@ -48,6 +48,10 @@ pub enum entitle_result {
     /// The sync configuration is invalid (a URL that is not `http://` or `https://`, a token that
     /// is not printable ASCII).
     InvalidConfig = 15,
+    /// A wait ran out before what it waited for happened (`entitle_engine_next_event`).
+    Timeout = 16,
+    /// The engine is closed (`entitle_engine_close`) and has nothing more to give.
+    Closed = 17,
 }
 
 impl entitle_result {
@@ -69,6 +73,8 @@ impl entitle_result {
         entitle_result::WrongBase,
         entitle_result::FeatureMismatch,
         entitle_result::InvalidConfig,
+        entitle_result::Timeout,
+        entitle_result::Closed,
     ];
 
     /// The code's description as a NUL-terminated static string.
@@ -92,6 +98,8 @@ impl entitle_result {
                 "the delta's features do not match the current snapshot\0"
             }
             entitle_result::InvalidConfig => "invalid sync configuration\0",
+            entitle_result::Timeout => "the wait timed out\0",
+            entitle_result::Closed => "the engine is closed\0",
         }
     }
 }

@@ -28,6 +28,7 @@
 
 mod engine;
 mod error;
+mod events;
 mod handle;
 mod info;
 mod input;
@@ -36,6 +37,7 @@ mod sync;
 
 pub use engine::*;
 pub use error::*;
+pub use events::*;
 pub use handle::*;
 pub use info::*;
 pub use list::*;

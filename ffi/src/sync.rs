@@ -375,14 +375,18 @@ pub unsafe extern "C" fn entitle_engine_status_text(
     })
 }
 
-/// Stops the engine's sync thread and waits for it (requests in flight are interrupted; a TCP
-/// connect in progress may first run out its `connect_timeout_ms`). The engine keeps answering from
-/// its last content until it is freed. Idempotent; a no-op for engines that do not sync and for
-/// NULL. `entitle_engine_free` closes too, so calling this is optional: it lets a program stop the
-/// network activity at a point of its choosing (at shutdown, before the interpreter exits).
+/// Closes the engine: stops its sync thread, if any, and waits for it (requests in flight are
+/// interrupted; a TCP connect in progress may first run out its `connect_timeout_ms`), then wakes
+/// every `entitle_engine_next_event` waiter, which returns `CLOSED` once it has seen every event.
+/// The engine keeps answering lookups from its last content until it is freed. Idempotent; NULL is
+/// a no-op. `entitle_engine_free` closes too, but must not be called while another thread waits in
+/// `entitle_engine_next_event`: close first, let the waiters return, then free. Closing lets a
+/// program stop the network activity and its event listeners at a point of its choosing (at
+/// shutdown, before the interpreter exits).
 ///
 /// # Safety
-/// `engine` must be NULL or a live engine. Safe to call concurrently with lookups from any thread.
+/// `engine` must be NULL or a live engine. Safe to call concurrently with lookups and waits from
+/// any thread.
 #[no_mangle]
 pub unsafe extern "C" fn entitle_engine_close(engine: *mut entitle_engine) {
     guard_value((), || {

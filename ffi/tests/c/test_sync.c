@@ -1,7 +1,7 @@
 /*
  * Engines that sync from an edge, through the C ABI: connect (and its misuse), an unreachable edge,
  * a live local edge serving v1 then v2, status and its texts, fork + entitle_engine_after_fork,
- * close, and a warm start from the cache directory.
+ * close, a warm start from the cache directory, and engine events (entitle_engine_next_event).
  *
  * Usage: test_sync FIXTURE_DIR EDGE_URL PUBLISH_COMMAND CACHE_DIR
  *   FIXTURE_DIR      as for test_ffi (v1.snap)
@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -110,7 +111,7 @@ static void test_plain_engine(const char *fixture_dir) {
     CHECK(entitle_engine_wait_ready(e, 0));
     char buf[256];
     CHECK(strcmp(status_text(e, ENTITLE_STATUS_TEXT_LAST_ERROR, buf, sizeof buf), "") == 0);
-    entitle_engine_close(e); /* no sync thread: a no-op */
+    entitle_engine_close(e); /* no sync thread: only its events close */
     CHECK(entitle_engine_limit_at(e, STR("cus_pro"), STR("projects"), AT) == 50);
 
     /* Misuse. */
@@ -142,6 +143,132 @@ static void test_plain_engine(const char *fixture_dir) {
     CHECK(strcmp(entitle_sync_state_name(ENTITLE_SYNC_STATE_STALE), "stale") == 0);
     CHECK(strcmp(entitle_sync_state_name(ENTITLE_SYNC_STATE_FAILED), "failed") == 0);
     CHECK(strcmp(entitle_sync_state_name(4), "unknown") == 0);
+}
+
+/* The next event after `after` within `timeout_ms`, with its message NUL-terminated in msg. */
+static entitle_result next_event(const entitle_engine *e, uint64_t after, uint64_t timeout_ms,
+                                 entitle_event *ev, char *msg, size_t cap) {
+    size_t n = 0;
+    entitle_result r = entitle_engine_next_event(e, after, timeout_ms, ev, (uint8_t *)msg, cap - 1,
+                                                 &n);
+    msg[r == ENTITLE_RESULT_OK ? n : 0] = '\0';
+    return r;
+}
+
+/* Reads events after `*after` until one of `kind` (returned in *ev) or `seconds` pass. */
+static bool wait_event(const entitle_engine *e, uint64_t *after, uint32_t kind, double seconds,
+                       entitle_event *ev, char *msg, size_t cap) {
+    double deadline = now_seconds() + seconds;
+    while (now_seconds() < deadline) {
+        entitle_result r = next_event(e, *after, 100, ev, msg, cap);
+        if (r == ENTITLE_RESULT_OK) {
+            *after = ev->seq;
+            if (ev->kind == kind) return true;
+        } else if (r != ENTITLE_RESULT_TIMEOUT) {
+            return false;
+        }
+    }
+    return false;
+}
+
+struct waiter {
+    const entitle_engine *engine;
+    uint64_t after;
+    entitle_result result;
+};
+
+static void *wait_forever(void *arg) {
+    struct waiter *w = arg;
+    entitle_event ev;
+    char msg[64];
+    w->result = next_event(w->engine, w->after, UINT64_MAX, &ev, msg, sizeof msg);
+    return NULL;
+}
+
+static void test_events(const char *fixture_dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/v1.snap", fixture_dir);
+    entitle_engine *e = NULL;
+    CHECK_RESULT(entitle_engine_from_file(STR(path), &e), ENTITLE_RESULT_OK);
+    if (e == NULL) return;
+    entitle_event untouched;
+    memset(&untouched, 0x55, sizeof untouched);
+    entitle_event ev = untouched;
+    char msg[256];
+
+    /* Nothing yet: TIMEOUT, nothing written. Misuse. */
+    CHECK_RESULT(next_event(e, 0, 0, &ev, msg, sizeof msg), ENTITLE_RESULT_TIMEOUT);
+    double t0 = now_seconds();
+    CHECK_RESULT(next_event(e, 0, 100, &ev, msg, sizeof msg), ENTITLE_RESULT_TIMEOUT);
+    CHECKF(now_seconds() - t0 >= 0.09, "waited %.3f s", now_seconds() - t0);
+    CHECK(memcmp(&ev, &untouched, sizeof ev) == 0);
+    size_t n = 7;
+    CHECK_RESULT(entitle_engine_next_event(NULL, 0, 0, &ev, NULL, 0, &n),
+                 ENTITLE_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(entitle_engine_next_event(e, 0, 0, NULL, NULL, 0, &n),
+                 ENTITLE_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(entitle_engine_next_event(e, 0, 0, &ev, NULL, 5, &n),
+                 ENTITLE_RESULT_NULL_PARAMETER);
+    CHECK(n == 7);
+
+    /* A replacement by the application: VERSION_CHANGED 1 -> 2. */
+    snprintf(path, sizeof path, "%s/v2.snap", fixture_dir);
+    CHECK_RESULT(entitle_engine_replace_file(e, STR(path)), ENTITLE_RESULT_OK);
+    CHECK_RESULT(next_event(e, 0, 1000, &ev, msg, sizeof msg), ENTITLE_RESULT_OK);
+    CHECK(ev.seq == 1 && ev.kind == ENTITLE_EVENT_VERSION_CHANGED);
+    CHECK(ev.old_version == 1 && ev.new_version == 2);
+    CHECK(ev.at_ms > 1600000000000LL);
+    CHECKF(strstr(msg, "2") != NULL, "message: %s", msg);
+    /* The message truncated to the buffer, or not copied at all; the event is the same. */
+    entitle_event again;
+    CHECK_RESULT(entitle_engine_next_event(e, 0, 0, &again, (uint8_t *)msg, 3, &n),
+                 ENTITLE_RESULT_OK);
+    CHECK(n == 3 && again.seq == 1 && again.new_version == 2);
+    CHECK_RESULT(entitle_engine_next_event(e, 0, 0, &again, NULL, 0, NULL), ENTITLE_RESULT_OK);
+    CHECK(again.seq == 1);
+    CHECK_RESULT(next_event(e, 1, 0, &ev, msg, sizeof msg), ENTITLE_RESULT_TIMEOUT);
+
+    /* A delta applied by the application: VERSION_CHANGED too. */
+    entitle_engine *d = NULL;
+    snprintf(path, sizeof path, "%s/v1.snap", fixture_dir);
+    CHECK_RESULT(entitle_engine_from_file(STR(path), &d), ENTITLE_RESULT_OK);
+    snprintf(path, sizeof path, "%s/v1-v2.delta", fixture_dir);
+    FILE *f = fopen(path, "rb");
+    CHECK(f != NULL);
+    if (f != NULL && d != NULL) {
+        static uint8_t delta[1 << 20];
+        size_t len = fread(delta, 1, sizeof delta, f);
+        uint64_t version = 0;
+        CHECK_RESULT(entitle_engine_apply_delta(d, delta, len, &version), ENTITLE_RESULT_OK);
+        CHECK_RESULT(next_event(d, 0, 0, &ev, msg, sizeof msg), ENTITLE_RESULT_OK);
+        CHECK(ev.kind == ENTITLE_EVENT_VERSION_CHANGED && ev.old_version == 1 &&
+              ev.new_version == 2);
+    }
+    if (f != NULL) fclose(f);
+    entitle_engine_free(d);
+
+    /* close() wakes every waiter, which then gets CLOSED; events before it are still given. */
+    struct waiter w[3];
+    pthread_t threads[3];
+    for (int i = 0; i < 3; i++) {
+        w[i] = (struct waiter){e, 1, ENTITLE_RESULT_OK};
+        CHECK(pthread_create(&threads[i], NULL, wait_forever, &w[i]) == 0);
+    }
+    sleep_ms(100);
+    t0 = now_seconds();
+    entitle_engine_close(e);
+    for (int i = 0; i < 3; i++) {
+        CHECK(pthread_join(threads[i], NULL) == 0);
+        CHECK_RESULT(w[i].result, ENTITLE_RESULT_CLOSED);
+    }
+    CHECKF(now_seconds() - t0 < 5, "waiters woke after %.1f s", now_seconds() - t0);
+    CHECK_RESULT(next_event(e, 0, 0, &ev, msg, sizeof msg), ENTITLE_RESULT_OK);
+    CHECK(ev.seq == 1);
+    CHECK_RESULT(next_event(e, 1, UINT64_MAX, &ev, msg, sizeof msg), ENTITLE_RESULT_CLOSED);
+    CHECK(strstr(last_error(), "closed") != NULL);
+    CHECK(strcmp(entitle_result_message(ENTITLE_RESULT_TIMEOUT), "the wait timed out") == 0);
+    CHECK(strcmp(entitle_result_message(ENTITLE_RESULT_CLOSED), "the engine is closed") == 0);
+    entitle_engine_free(e);
 }
 
 /* A loopback port that refuses connections: bound, never listening, held for the test. */
@@ -195,6 +322,13 @@ static void test_unreachable_edge(void) {
                      ENTITLE_RESULT_BUFFER_TOO_SMALL);
         CHECK(n == 5);
     }
+
+    /* Each failed round is an event, with the error as its message. */
+    entitle_event ev;
+    uint64_t after = 0;
+    CHECK(wait_event(e, &after, ENTITLE_EVENT_SYNC_FAILED, 20, &ev, buf, sizeof buf));
+    CHECKF(strstr(buf, url + 7) != NULL, "event message: %s", buf);
+    CHECK(ev.old_version == 0 && ev.new_version == 0);
 
     /* No content: every feature is unknown; nothing crashes. */
     entitle_decision d;
@@ -271,13 +405,25 @@ static void test_live_edge(const char *url, const char *publish, const char *cac
                  ENTITLE_RESULT_OK);
     CHECK(d.version == 1 && d.reason == ENTITLE_REASON_CUSTOMER_NOT_FOUND);
 
-    /* Publish v2: the engine picks it up by itself. */
+    /* The first sync was a version change from 0 to 1. */
+    entitle_event ev;
+    uint64_t after = 0;
+    CHECK(wait_event(e, &after, ENTITLE_EVENT_VERSION_CHANGED, 20, &ev, buf, sizeof buf));
+    CHECK(ev.old_version == 0 && ev.new_version == 1);
+
+    /* Publish v2: the engine picks it up by itself, and says so. */
     int rc = system(publish);
     CHECKF(rc == 0, "publish command failed: %d", rc);
     CHECK(wait_version(e, 2, 20));
+    CHECK(wait_event(e, &after, ENTITLE_EVENT_VERSION_CHANGED, 20, &ev, buf, sizeof buf));
+    CHECK(ev.old_version == 1 && ev.new_version == 2);
     CHECK(entitle_engine_limit_at(e, STR("cus_pro"), STR("projects"), AT) == ENTITLE_UNLIMITED);
     CHECK(entitle_engine_limit_at(e, STR("cus_new"), STR("projects"), AT) == 100);
-    s = status_of(e);
+    /* The version is swapped in (and its event recorded) during the round; the round's counters
+     * follow when it ends. */
+    double counted = now_seconds() + 20;
+    while (((s = status_of(e)).edge_version != 2 || s.updates == 0) && now_seconds() < counted)
+        sleep_ms(20);
     CHECK(s.version == 2 && s.updates >= 1 && s.edge_version == 2);
     CHECKF(s.deltas_applied + s.snapshots_fetched >= 2, "deltas %" PRIu64 ", snapshots %" PRIu64,
            s.deltas_applied, s.snapshots_fetched);
@@ -337,6 +483,7 @@ int main(int argc, char **argv) {
     }
     test_config_misuse();
     test_plain_engine(argv[1]);
+    test_events(argv[1]);
     test_unreachable_edge();
     test_live_edge(argv[2], argv[3], argv[4]);
     return report("ffi-sync");
