@@ -12,5 +12,13 @@ cd "$(dirname "$0")/.."
 cargo build --release -p entitle-ffi -p entitle-cli
 
 cd bindings/ruby
+# Lint: every Ruby file parses without warnings (ruby -wc).
+git ls-files '*.rb' '*.ru' Rakefile '*.gemspec' | while read -r file; do
+  ruby -wc "$file" >/dev/null
+  if ruby -wc "$file" 2>&1 | grep -q 'warning:'; then
+    ruby -wc "$file"
+    exit 1
+  fi
+done
 export ENTITLE_WERROR=1
 rake test

@@ -17,7 +17,8 @@
 #   caches, as in production);
 # - the floor: table[customer][feature] over a Hash of N customers, each a Hash of the features
 #   asked for, holding the engine's own answers;
-# - limit, allows? and check for the hot customer.
+# - limit, allows? and check for the hot customer, and a Feature handle's enabled?;
+# - a Feature handle's check_many over the random customers, 1,000 per call.
 #
 # Every figure includes the `while` loop's own cost (the same for every row of a group); "loop
 # alone" shows it for the random rows (it includes fetching each id String).
@@ -71,6 +72,8 @@ ids.each { |c| table[c] = {flag => engine.enabled?(c, flag)} }
 rng = Random.new(42)
 random_ids = Array.new(options[:random]) { ids[rng.rand(ids.size)] }
 hot = ids[ids.size / 2]
+sso = engine.feature(flag)
+random_slices = random_ids.each_slice(1000).to_a
 raise "the floor disagrees" unless random_ids.first(1000).all? { |c| table[c][flag] == engine.enabled?(c, flag) }
 
 n_hot = options[:hot]
@@ -92,6 +95,15 @@ rows = [
     i = 0
     while i < n_hot
       engine.enabled?(hot, flag)
+      i += 1
+    end
+    clock - t
+  }],
+  ["`sso.enabled?(c)` (a Feature handle), hot", n_hot, lambda {
+    t = clock
+    i = 0
+    while i < n_hot
+      sso.enabled?(hot)
       i += 1
     end
     clock - t
@@ -149,6 +161,15 @@ rows = [
       i += 1
     end
     clock - t
+  }],
+  ["`sso.check_many(ids)` (one call per 1,000 ids), random", n_random, lambda {
+    t = clock
+    i = 0
+    while i < n_random
+      sso.check_many(random_slices[i / 1000])
+      i += 1000
+    end
+    clock - t
   }]
 ]
 
@@ -160,12 +181,12 @@ end
 
 median = ->(xs) { xs.sort[xs.size / 2] }
 floor_hot = median.call(per_call[rows[0][0]])
-floor_random = median.call(per_call[rows[6][0]])
+floor_random = median.call(per_call[rows[7][0]])
 puts "| call | ns/call, median | best run | × Hash floor (median) |"
 puts "|---|---:|---:|---:|"
 rows.each_with_index do |(label, _, _), i|
-  floor = i < 5 ? floor_hot : floor_random
-  ratio = i == 5 ? "" : format("%.2f", median.call(per_call[label]) / floor)
+  floor = i < 6 ? floor_hot : floor_random
+  ratio = i == 6 ? "" : format("%.2f", median.call(per_call[label]) / floor)
   puts format("| %s | %d | %d | %s |", label, median.call(per_call[label]).round, per_call[label].min.round, ratio)
 end
 cpu = File.read("/proc/cpuinfo")[/model name\s*:\s*(.*)/, 1]

@@ -2,7 +2,8 @@
 
 # One kind of call, N times, for bench/count_instructions.sh (run under callgrind):
 #   ruby -I lib bench/calls.rb MODE N SNAPSHOT CUSTOMER
-# MODE: loop (the loop alone), hash (the Hash floor `table[c][f]`), enabled, limit, allows, check.
+# MODE: loop (the loop alone), hash (the Hash floor `table[c][f]`), enabled, handle (a Feature
+# handle's enabled?), limit, allows, check.
 require "entitle"
 
 mode, n, snapshot, customer = ARGV[0], Integer(ARGV[1]), ARGV[2], ARGV[3].dup.freeze
@@ -20,6 +21,12 @@ when "hash"
 when "enabled"
   while i < n
     engine.enabled?(customer, flag)
+    i += 1
+  end
+when "handle"
+  sso = engine.feature(flag)
+  while i < n
+    sso.enabled?(customer)
     i += 1
   end
 when "limit"

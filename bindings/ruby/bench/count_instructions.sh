@@ -26,7 +26,7 @@ count() {
 echo "| call (customer $customer) | instructions per iteration | minus the loop |"
 echo "|---|---:|---:|"
 loop=""
-for mode in loop hash enabled limit allows check; do
+for mode in loop hash enabled handle limit allows check; do
   a=$(count "$mode" $n1)
   b=$(count "$mode" $n2)
   per=$(( (b - a) / (n2 - n1) ))
