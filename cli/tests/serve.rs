@@ -301,8 +301,13 @@ fn serve_reports_health_metrics_and_access_log() {
     assert_eq!(m.status, 200);
     assert!(m.header("content-type").unwrap().starts_with("text/plain"));
     let text = String::from_utf8(m.body).unwrap();
+    // Earlier connections may still be closing on the server's side: at least this one is open.
+    let open = text
+        .lines()
+        .find_map(|l| l.strip_prefix("entitle_edge_connections "))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(open.is_some_and(|n| n >= 1), "{text}");
     for needle in [
-        "entitle_edge_connections 1\n",
         "entitle_edge_long_polls 0\n",
         "entitle_edge_manifest_version 1\n",
         "entitle_edge_state_version 1\n",
