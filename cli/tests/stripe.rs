@@ -528,6 +528,17 @@ fn pull_writes_the_catalog_the_account_describes() {
         String::from_utf8_lossy(&run.stderr)
     );
 
+    let summary: Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(
+        (
+            &summary["features"],
+            &summary["products"],
+            &summary["subscriptions"]
+        ),
+        (&json!(5), &json!(5), &json!(14)),
+        "{summary}"
+    );
+
     // The documented example: this account and base file give exactly this catalog
     // (ENTITLE_BLESS=1 rewrites it after a deliberate change).
     let written = std::fs::read_to_string(&out).unwrap();

@@ -32,7 +32,7 @@ pub const WEBHOOK_SECRET_ENV: &str = "STRIPE_WEBHOOK_SECRET";
 #[derive(Subcommand)]
 pub enum StripeCommand {
     /// Pull the whole account and write the catalog it makes (deterministic: the same account and
-    /// base file give the same bytes).
+    /// base file give the same bytes); prints one JSON line counting what Stripe returned.
     Pull {
         #[command(flatten)]
         api: ApiArgs,
@@ -147,7 +147,14 @@ pub fn run(command: StripeCommand) -> Result<(), String> {
                 &account,
                 base.as_ref().map(|(b, n)| (b.as_slice(), n.as_str())),
             )?;
-            crate::write_atomic(&output, text.as_bytes())
+            crate::write_atomic(&output, text.as_bytes())?;
+            let summary = serde_json::json!({
+                "features": account.features.len(),
+                "products": account.products.len(),
+                "subscriptions": account.subscriptions.len(),
+                "bytes": text.len(),
+            });
+            crate::print_line(&summary.to_string())
         }
         StripeCommand::Webhook {
             api,
