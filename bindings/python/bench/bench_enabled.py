@@ -12,7 +12,9 @@ the median and the best of several runs:
 - random customers over the whole snapshot (each call misses the caches, as in production);
 - the same two loops over a dict {customer: {feature: bool}} (the floor: what a Python
   program pays to look a value up in memory without crossing into native code);
-- limit(), allows() and check() for the hot customer.
+- limit(), allows() and check() for the hot customer;
+- the same through a feature handle (`sso = engine.feature("sso")`: `sso.enabled(c)`), and the
+  batch call `sso.enabled_many(customers)` over the random ids (per customer).
 
 Each figure is per call and includes the loop's own cost, the same for every row of a group;
 "loop alone" shows it for the random rows (it includes touching each id's str object, which is
@@ -107,11 +109,16 @@ def main() -> None:
     assert all(engine.enabled(c, "sso") == table[c]["sso"] for c in sample[:1000])
 
     enabled = engine.enabled
-    g = {"engine": engine, "enabled": enabled, "hot": hot, "sample": sample, "table": table}
+    sso = engine.feature("sso")
+    assert sso.enabled_many(sample[:1000]) == [table[c]["sso"] for c in sample[:1000]]
+    g = {"engine": engine, "enabled": enabled, "hot": hot, "sample": sample, "table": table,
+         "sso": sso, "sso_enabled": sso.enabled}
     n, s = 1_000_000, len(sample)
     rows = [
         ("dict floor, hot: `table[c][f]`", "table[hot]['sso']", 1, n),
         ("`engine.enabled(c, f)`, hot", "engine.enabled(hot, 'sso')", 1, n),
+        ("`sso.enabled(c)` (a `Feature`), hot", "sso.enabled(hot)", 1, n),
+        ("`sso_enabled(c)`, hot, method bound once", "sso_enabled(hot)", 1, n),
         ("`enabled(c, f)`, hot, method bound once", "enabled(hot, 'sso')", 1, n),
         ("`engine.limit(c, f)`, hot", "engine.limit(hot, 'projects')", 1, n),
         ("`engine.allows(c, f, usage)`, hot", "engine.allows(hot, 'projects', 2)", 1, n),
@@ -120,6 +127,8 @@ def main() -> None:
         ("dict floor, random: `table[c][f]`", "for c in sample: table[c]['sso']", s, 5),
         ("`engine.enabled(c, f)`, random", "for c in sample: engine.enabled(c, 'sso')", s, 5),
         ("`enabled(c, f)`, random, method bound once", "for c in sample: enabled(c, 'sso')", s, 5),
+        ("`sso.enabled(c)`, random", "for c in sample: sso.enabled(c)", s, 5),
+        ("`sso.enabled_many(sample)`, random, per customer", "sso.enabled_many(sample)", s, 5),
     ]
     results = measure(rows, g, args.repeat)
     print(f"machine: {machine()}")

@@ -13,6 +13,11 @@ syncing from in a background thread::
     if engine.allows("cus_123", "projects", usage=project_count):
         ...
 
+    sso = engine.feature("sso")          # resolved once: faster lookups, correct across updates
+    if sso.enabled("cus_123"):
+        ...
+    answers = sso.enabled_many(["cus_1", "cus_2", "cus_3"])   # one call, overlapped memory loads
+
 Limits are ints, or :data:`UNLIMITED`, which compares above every number, so
 ``usage < engine.limit(customer, feature)`` is right for every limit.
 """
@@ -30,7 +35,7 @@ import weakref
 from typing import Any, Dict, Mapping, Optional, Union
 
 from . import _entitle
-from ._entitle import Decision, formats, library_version
+from ._entitle import Decision, Feature, formats, library_version
 
 __all__ = [
     "UNLIMITED",
@@ -42,6 +47,7 @@ __all__ = [
     "DeltaError",
     "Engine",
     "EntitleError",
+    "Feature",
     "FeatureType",
     "FileError",
     "Reason",

@@ -1362,6 +1362,554 @@ Engine_get_status(EngineObject *self, void *Py_UNUSED(closure))
     return status;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Feature: a feature key resolved once (an entitle_feature) plus the engine it answers from.
+ *
+ * The handle is a plain value; the object keeps a strong reference to its Engine object, and every
+ * lookup converts its arguments first, then takes a lease on that engine for the native call, as
+ * the Engine methods do. The handle stays correct across snapshot swaps (see entitle.h).
+ */
+
+typedef struct {
+    PyObject_HEAD
+    EngineObject *engine; /* strong */
+    PyObject *key;        /* the key as given (str or bytes), for repr and .key */
+    entitle_feature h;
+} FeatureObject;
+
+static PyTypeObject FeatureType;
+
+/* A Feature may sit in a cycle (stored as an attribute of an Engine subclass): it takes part in
+ * garbage collection. */
+static int
+Feature_traverse(FeatureObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->engine);
+    Py_VISIT(self->key);
+    return 0;
+}
+
+static int
+Feature_clear(FeatureObject *self)
+{
+    Py_CLEAR(self->engine);
+    Py_CLEAR(self->key);
+    return 0;
+}
+
+static void
+Feature_dealloc(FeatureObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    Feature_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Takes a lease on the feature's engine (ClosedError when it is closed, or when the collector
+ * already cleared this object in a cycle). */
+static inline entitle_engine *
+feature_lease(FeatureObject *self)
+{
+    if (self->engine == NULL) {
+        closed_error();
+        return NULL;
+    }
+    return lease_begin(self->engine);
+}
+
+PyDoc_STRVAR(Engine_feature_doc,
+             "feature($self, key, /)\n--\n\n"
+             "-> Feature. Resolves a feature key once: the Feature's lookups skip finding the key on\n"
+             "every call. It stays correct when the content is replaced: a feature renumbered by a\n"
+             "new snapshot still answers for itself, and one that no longer exists answers\n"
+             "FEATURE_NOT_FOUND. A key not in the content yet answers FEATURE_NOT_FOUND until it\n"
+             "is. Resolve the features you know at start-up (a process keeps at most 65,535\n"
+             "distinct keys).");
+
+static PyObject *
+Engine_feature(EngineObject *self, PyObject *key)
+{
+    const uint8_t *k;
+    size_t kn;
+    if (text_arg(key, &k, &kn, "key") < 0) {
+        return NULL;
+    }
+    /* Allocating may run the collector, and so Python code: before the lease. `key` is the
+     * caller's for the whole call. */
+    FeatureObject *f = PyObject_GC_New(FeatureObject, &FeatureType);
+    if (f == NULL) {
+        return NULL;
+    }
+    f->engine = NULL;
+    f->key = NULL;
+    entitle_engine *e = lease_begin(self);
+    if (e == NULL) {
+        Py_DECREF(f);
+        return NULL;
+    }
+    entitle_result r = entitle_engine_feature(e, k, kn, &f->h);
+    lease_end(self);
+    if (r != ENTITLE_RESULT_OK) {
+        Py_DECREF(f);
+        return raise_result(r, OP_OTHER);
+    }
+    f->engine = (EngineObject *)Py_NewRef((PyObject *)self);
+    f->key = Py_NewRef(key);
+    PyObject_GC_Track(f);
+    return (PyObject *)f;
+}
+
+static const char *const names_f_lookup[] = {"customer", "at"};
+static const char *const names_f_allows[] = {"customer", "usage", "requested", "at"};
+
+/* Parses (customer, *, at=None): the fast path is one positional argument. */
+static inline int
+f_lookup_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, const char *fname,
+              const uint8_t **c, size_t *cn, PyObject **at_obj, int64_t *at)
+{
+    PyObject *a[2];
+    if (kwnames == NULL && nargs == 1) {
+        a[0] = args[0];
+        a[1] = NULL;
+    } else if (parse_args(args, nargs, kwnames, fname, names_f_lookup, 1, 1, 2, a) < 0) {
+        return -1;
+    }
+    if (text_arg(a[0], c, cn, "customer") < 0) {
+        return -1;
+    }
+    *at_obj = a[1];
+    if (a[1] != NULL && time_arg(a[1], at) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(Feature_enabled_doc,
+             "enabled($self, customer, *, at=None)\n--\n\n"
+             "-> bool. Whether the customer may use this feature (as Engine.enabled).");
+
+static PyObject *
+Feature_enabled(FeatureObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    const uint8_t *c;
+    size_t cn;
+    PyObject *at_obj;
+    int64_t at = 0;
+    if (f_lookup_args(args, nargs, kwnames, "enabled", &c, &cn, &at_obj, &at) < 0) {
+        return NULL;
+    }
+    entitle_engine *e = feature_lease(self);
+    if (e == NULL) {
+        return NULL;
+    }
+    bool r = at_obj == NULL ? entitle_engine_feature_enabled(e, self->h, c, cn)
+                            : entitle_engine_feature_enabled_at(e, self->h, c, cn, at);
+    lease_end(self->engine);
+    return Py_NewRef(r ? Py_True : Py_False);
+}
+
+PyDoc_STRVAR(Feature_limit_doc,
+             "limit($self, customer, *, at=None)\n--\n\n"
+             "-> int | Unlimited. The customer's limit for this feature (as Engine.limit): 0 for a flag\n"
+             "or a feature not in the content.");
+
+static PyObject *
+Feature_limit(FeatureObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    const uint8_t *c;
+    size_t cn;
+    PyObject *at_obj;
+    int64_t at = 0;
+    if (f_lookup_args(args, nargs, kwnames, "limit", &c, &cn, &at_obj, &at) < 0) {
+        return NULL;
+    }
+    entitle_engine *e = feature_lease(self);
+    if (e == NULL) {
+        return NULL;
+    }
+    uint64_t v = at_obj == NULL ? entitle_engine_feature_limit(e, self->h, c, cn)
+                                : entitle_engine_feature_limit_at(e, self->h, c, cn, at);
+    lease_end(self->engine);
+    return limit_of(v);
+}
+
+PyDoc_STRVAR(Feature_allows_doc,
+             "allows($self, customer, usage, requested=1, *, at=None)\n--\n\n"
+             "-> bool. Whether the customer may use `requested` more of this feature on top of `usage`\n"
+             "(as Engine.allows).");
+
+static PyObject *
+Feature_allows(FeatureObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *a[4];
+    if (kwnames == NULL && (nargs == 2 || nargs == 3)) {
+        a[0] = args[0];
+        a[1] = args[1];
+        a[2] = nargs == 3 ? args[2] : NULL;
+        a[3] = NULL;
+    } else if (parse_args(args, nargs, kwnames, "allows", names_f_allows, 3, 2, 4, a) < 0) {
+        return NULL;
+    }
+    const uint8_t *c;
+    size_t cn;
+    uint64_t usage, requested = 1;
+    int64_t at = 0;
+    if (text_arg(a[0], &c, &cn, "customer") < 0 || count_arg(a[1], &usage, "usage") < 0 ||
+        (a[2] != NULL && count_arg(a[2], &requested, "requested") < 0) ||
+        (a[3] != NULL && time_arg(a[3], &at) < 0)) {
+        return NULL;
+    }
+    entitle_engine *e = feature_lease(self);
+    if (e == NULL) {
+        return NULL;
+    }
+    bool r = a[3] == NULL
+                 ? entitle_engine_feature_allows(e, self->h, c, cn, usage, requested)
+                 : entitle_engine_feature_allows_at(e, self->h, c, cn, usage, requested, at);
+    lease_end(self->engine);
+    return Py_NewRef(r ? Py_True : Py_False);
+}
+
+PyDoc_STRVAR(Feature_check_doc,
+             "check($self, customer, *, at=None)\n--\n\n"
+             "-> Decision. The whole answer for this feature (as Engine.check). Raises ArgumentError\n"
+             "for bytes that are not UTF-8.");
+
+static PyObject *
+Feature_check(FeatureObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    const uint8_t *c;
+    size_t cn;
+    PyObject *at_obj;
+    int64_t at = 0;
+    if (f_lookup_args(args, nargs, kwnames, "check", &c, &cn, &at_obj, &at) < 0) {
+        return NULL;
+    }
+    entitle_engine *e = feature_lease(self);
+    if (e == NULL) {
+        return NULL;
+    }
+    entitle_decision d;
+    entitle_result r = at_obj == NULL ? entitle_engine_feature_check(e, self->h, c, cn, &d)
+                                      : entitle_engine_feature_check_at(e, self->h, c, cn, at, &d);
+    lease_end(self->engine);
+    if (r != ENTITLE_RESULT_OK) {
+        return raise_result(r, OP_OTHER);
+    }
+    return decision_new(&d);
+}
+
+static const char *const names_many[] = {"customers", "at"};
+
+/* The batch of customers: a tuple we own (so no Python code can change it under us), its ids
+ * packed end to end, and the ends. Free with batch_free. */
+typedef struct {
+    PyObject *tuple;
+    uint8_t *ids;
+    size_t *ends;
+    size_t count;
+    size_t len;
+} customer_batch;
+
+static void
+batch_free(customer_batch *b)
+{
+    Py_CLEAR(b->tuple);
+    PyMem_Free(b->ids);
+    PyMem_Free(b->ends);
+    b->ids = NULL;
+    b->ends = NULL;
+}
+
+static int
+batch_from(PyObject *customers, customer_batch *b)
+{
+    memset(b, 0, sizeof *b);
+    if (PyUnicode_Check(customers) || PyBytes_Check(customers)) {
+        PyErr_SetString(PyExc_TypeError, "customers must be a sequence of str or bytes, not one id");
+        return -1;
+    }
+    b->tuple = PySequence_Tuple(customers);
+    if (b->tuple == NULL) {
+        return -1;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(b->tuple);
+    b->count = (size_t)n;
+    b->ends = PyMem_Malloc(((size_t)n + 1) * sizeof *b->ends);
+    if (b->ends == NULL) {
+        batch_free(b);
+        PyErr_NoMemory();
+        return -1;
+    }
+    /* Two passes: lengths (converting each str to UTF-8 once), then copies. The tuple keeps every
+     * item, and so its UTF-8, alive. */
+    size_t total = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const uint8_t *p;
+        size_t len;
+        if (text_arg(PyTuple_GET_ITEM(b->tuple, i), &p, &len, "each customer") < 0) {
+            batch_free(b);
+            return -1;
+        }
+        total += len;
+        b->ends[i] = total;
+    }
+    b->len = total;
+    b->ids = PyMem_Malloc(total + 1);
+    if (b->ids == NULL) {
+        batch_free(b);
+        PyErr_NoMemory();
+        return -1;
+    }
+    size_t at = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const uint8_t *p = NULL;
+        size_t len = 0;
+        /* Cannot fail: the first pass converted every item (and CPython cached the UTF-8). */
+        if (text_arg(PyTuple_GET_ITEM(b->tuple, i), &p, &len, "each customer") < 0) {
+            batch_free(b);
+            return -1;
+        }
+        memcpy(b->ids + at, p, len);
+        at += len;
+    }
+    return 0;
+}
+
+/* Runs entitle_engine_check_customers[_at] for a Feature's batch call. Returns a PyMem buffer of
+ * decisions (NULL with an exception set). */
+static entitle_decision *
+feature_batch(FeatureObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+              const char *fname, size_t *count)
+{
+    PyObject *a[2];
+    if (kwnames == NULL && nargs == 1) {
+        a[0] = args[0];
+        a[1] = NULL;
+    } else if (parse_args(args, nargs, kwnames, fname, names_many, 1, 1, 2, a) < 0) {
+        return NULL;
+    }
+    int64_t at = 0;
+    if (a[1] != NULL && time_arg(a[1], &at) < 0) {
+        return NULL;
+    }
+    customer_batch b;
+    if (batch_from(a[0], &b) < 0) {
+        return NULL;
+    }
+    entitle_decision *out = PyMem_Malloc((b.count + 1) * sizeof *out);
+    if (out == NULL) {
+        batch_free(&b);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    entitle_engine *e = feature_lease(self);
+    if (e == NULL) {
+        PyMem_Free(out);
+        batch_free(&b);
+        return NULL;
+    }
+    entitle_result r =
+        a[1] == NULL
+            ? entitle_engine_check_customers(e, self->h, b.ids, b.len, b.ends, b.count, out)
+            : entitle_engine_check_customers_at(e, self->h, b.ids, b.len, b.ends, b.count, at, out);
+    lease_end(self->engine);
+    *count = b.count;
+    batch_free(&b);
+    if (r != ENTITLE_RESULT_OK) {
+        PyMem_Free(out);
+        raise_result(r, OP_OTHER);
+        return NULL;
+    }
+    return out;
+}
+
+PyDoc_STRVAR(Feature_enabled_many_doc,
+             "enabled_many($self, customers, *, at=None)\n--\n\n"
+             "-> list[bool]. enabled() for each customer of a sequence, in one native call whose memory\n"
+             "loads overlap: for customers spread over a large snapshot, much cheaper per customer\n"
+             "than calling enabled() in a loop. Every answer comes from the same content version.");
+
+static PyObject *
+Feature_enabled_many(FeatureObject *self, PyObject *const *args, Py_ssize_t nargs,
+                     PyObject *kwnames)
+{
+    size_t n = 0;
+    entitle_decision *out = feature_batch(self, args, nargs, kwnames, "enabled_many", &n);
+    if (out == NULL) {
+        return NULL;
+    }
+    PyObject *list = PyList_New((Py_ssize_t)n);
+    for (size_t i = 0; list != NULL && i < n; i++) {
+        PyList_SET_ITEM(list, (Py_ssize_t)i, Py_NewRef(out[i].enabled ? Py_True : Py_False));
+    }
+    PyMem_Free(out);
+    return list;
+}
+
+PyDoc_STRVAR(Feature_check_many_doc,
+             "check_many($self, customers, *, at=None)\n--\n\n"
+             "-> list[Decision]. check() for each customer of a sequence, in one native call (see\n"
+             "enabled_many). Every answer comes from the same content version.");
+
+static PyObject *
+Feature_check_many(FeatureObject *self, PyObject *const *args, Py_ssize_t nargs,
+                   PyObject *kwnames)
+{
+    size_t n = 0;
+    entitle_decision *out = feature_batch(self, args, nargs, kwnames, "check_many", &n);
+    if (out == NULL) {
+        return NULL;
+    }
+    PyObject *list = PyList_New((Py_ssize_t)n);
+    for (size_t i = 0; list != NULL && i < n; i++) {
+        PyObject *d = decision_new(&out[i]);
+        if (d == NULL) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, d);
+    }
+    PyMem_Free(out);
+    return list;
+}
+
+static PyObject *
+Feature_get_key(FeatureObject *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->key != NULL ? self->key : Py_None);
+}
+
+static PyObject *
+Feature_get_engine(FeatureObject *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->engine != NULL ? (PyObject *)self->engine : Py_None);
+}
+
+static PyObject *
+Feature_repr(FeatureObject *self)
+{
+    if (self->key == NULL) {
+        return PyUnicode_FromString("<entitle.Feature (cleared)>");
+    }
+    return PyUnicode_FromFormat("<entitle.Feature %R>", self->key);
+}
+
+static PyMethodDef Feature_methods[] = {
+    {"enabled", (PyCFunction)(void (*)(void))Feature_enabled, METH_FASTCALL | METH_KEYWORDS,
+     Feature_enabled_doc},
+    {"limit", (PyCFunction)(void (*)(void))Feature_limit, METH_FASTCALL | METH_KEYWORDS,
+     Feature_limit_doc},
+    {"allows", (PyCFunction)(void (*)(void))Feature_allows, METH_FASTCALL | METH_KEYWORDS,
+     Feature_allows_doc},
+    {"check", (PyCFunction)(void (*)(void))Feature_check, METH_FASTCALL | METH_KEYWORDS,
+     Feature_check_doc},
+    {"enabled_many", (PyCFunction)(void (*)(void))Feature_enabled_many,
+     METH_FASTCALL | METH_KEYWORDS, Feature_enabled_many_doc},
+    {"check_many", (PyCFunction)(void (*)(void))Feature_check_many, METH_FASTCALL | METH_KEYWORDS,
+     Feature_check_many_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Feature_getset[] = {
+    {"key", (getter)Feature_get_key, NULL, "The feature key, as given to Engine.feature().", NULL},
+    {"engine", (getter)Feature_get_engine, NULL, "The engine this feature answers from.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject FeatureType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "entitle.Feature",
+    .tp_basicsize = sizeof(FeatureObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "A feature key resolved once by Engine.feature(): enabled(customer), limit(customer),\n"
+              "allows(customer, usage, requested=1), check(customer), and the batch calls\n"
+              "enabled_many(customers) and check_many(customers).",
+    .tp_dealloc = (destructor)Feature_dealloc,
+    .tp_traverse = (traverseproc)Feature_traverse,
+    .tp_clear = (inquiry)Feature_clear,
+    .tp_repr = (reprfunc)Feature_repr,
+    .tp_methods = Feature_methods,
+    .tp_getset = Feature_getset,
+    .tp_free = PyObject_GC_Del,
+};
+
+PyDoc_STRVAR(Engine_check_features_doc,
+             "check_features($self, customer, features, *, at=None)\n--\n\n"
+             "-> list[Decision]. One customer, many features (a sequence of Feature objects from\n"
+             "Engine.feature()), in one native call that finds the customer once. Every answer\n"
+             "comes from the same content version.");
+
+static const char *const names_check_features[] = {"customer", "features", "at"};
+
+static PyObject *
+Engine_check_features(EngineObject *self, PyObject *const *args, Py_ssize_t nargs,
+                      PyObject *kwnames)
+{
+    PyObject *a[3];
+    if (parse_args(args, nargs, kwnames, "check_features", names_check_features, 2, 2, 3, a) < 0) {
+        return NULL;
+    }
+    const uint8_t *c;
+    size_t cn;
+    int64_t at = 0;
+    if (text_arg(a[0], &c, &cn, "customer") < 0 || (a[2] != NULL && time_arg(a[2], &at) < 0)) {
+        return NULL;
+    }
+    PyObject *tuple = PySequence_Tuple(a[1]);
+    if (tuple == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(tuple);
+    entitle_feature *hs = PyMem_Malloc(((size_t)n + 1) * sizeof *hs);
+    entitle_decision *out = PyMem_Malloc(((size_t)n + 1) * sizeof *out);
+    if (hs == NULL || out == NULL) {
+        PyMem_Free(hs);
+        PyMem_Free(out);
+        Py_DECREF(tuple);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *f = PyTuple_GET_ITEM(tuple, i);
+        if (!PyObject_TypeCheck(f, &FeatureType)) {
+            PyErr_Format(PyExc_TypeError, "features must hold Feature objects, not %.100s",
+                         Py_TYPE(f)->tp_name);
+            PyMem_Free(hs);
+            PyMem_Free(out);
+            Py_DECREF(tuple);
+            return NULL;
+        }
+        hs[i] = ((FeatureObject *)f)->h;
+    }
+    Py_DECREF(tuple);
+    entitle_engine *e = lease_begin(self);
+    if (e == NULL) {
+        PyMem_Free(hs);
+        PyMem_Free(out);
+        return NULL;
+    }
+    entitle_result r = a[2] == NULL
+                           ? entitle_engine_check_features(e, c, cn, hs, (size_t)n, out)
+                           : entitle_engine_check_features_at(e, c, cn, hs, (size_t)n, at, out);
+    lease_end(self);
+    PyMem_Free(hs);
+    PyObject *list = NULL;
+    if (r != ENTITLE_RESULT_OK) {
+        raise_result(r, OP_OTHER);
+    } else {
+        list = PyList_New(n);
+        for (Py_ssize_t i = 0; list != NULL && i < n; i++) {
+            PyObject *d = decision_new(&out[i]);
+            if (d == NULL) {
+                Py_CLEAR(list);
+                break;
+            }
+            PyList_SET_ITEM(list, i, d);
+        }
+    }
+    PyMem_Free(out);
+    return list;
+}
+
 static PyMethodDef Engine_methods[] = {
     {"_from_file", (PyCFunction)Engine_from_file, METH_O | METH_CLASS,
      "_from_file(path): an engine from a snapshot or catalog file."},
@@ -1379,6 +1927,9 @@ static PyMethodDef Engine_methods[] = {
      Engine_check_doc},
     {"entitlements", (PyCFunction)(void (*)(void))Engine_entitlements,
      METH_FASTCALL | METH_KEYWORDS, Engine_entitlements_doc},
+    {"feature", (PyCFunction)Engine_feature, METH_O, Engine_feature_doc},
+    {"check_features", (PyCFunction)(void (*)(void))Engine_check_features,
+     METH_FASTCALL | METH_KEYWORDS, Engine_check_features_doc},
     {"replace", (PyCFunction)Engine_replace, METH_O,
      "replace($self, snapshot, /)\n--\n\n"
      "Replaces the whole content with a snapshot. Lookups meanwhile see the old or the new\n"
@@ -1549,7 +2100,8 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__entitle(void)
 {
-    if (PyType_Ready(&DecisionType) < 0 || PyType_Ready(&EngineType) < 0) {
+    if (PyType_Ready(&DecisionType) < 0 || PyType_Ready(&EngineType) < 0 ||
+        PyType_Ready(&FeatureType) < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&module_def);
@@ -1565,6 +2117,12 @@ PyInit__entitle(void)
     Py_INCREF(&DecisionType);
     if (PyModule_AddObject(m, "Decision", (PyObject *)&DecisionType) < 0) {
         Py_DECREF(&DecisionType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&FeatureType);
+    if (PyModule_AddObject(m, "Feature", (PyObject *)&FeatureType) < 0) {
+        Py_DECREF(&FeatureType);
         Py_DECREF(m);
         return NULL;
     }
