@@ -94,6 +94,20 @@ fn lookups(c: &mut Criterion) {
         g.bench_function("view_check_at/hot", |b| {
             b.iter(|| view.check_at(black_box(fx.hot.as_str()), black_box(FEATURE), SYNTH_EPOCH))
         });
+        // Through a feature handle (resolved once): no feature-key hashing or probing.
+        let handle = engine.feature(FEATURE).unwrap_or_else(|e| panic!("{e}"));
+        g.bench_function("engine_check_feature/hot", |b| {
+            b.iter(|| {
+                engine
+                    .check_feature(black_box(fx.hot.as_str()), black_box(handle))
+                    .enabled()
+            })
+        });
+        g.bench_function("view_check_feature_at/hot", |b| {
+            b.iter(|| {
+                view.check_feature_at(black_box(fx.hot.as_str()), black_box(handle), SYNTH_EPOCH)
+            })
+        });
         // Resolving the feature key alone: a key that is not a feature is answered right after
         // the feature table probe, before any customer lookup.
         g.bench_function("view_check_at/unknown_feature", |b| {
@@ -112,6 +126,39 @@ fn lookups(c: &mut Criterion) {
         g.bench_function("view_check_at/random", |b| {
             let mut next = fx.ids.cycle();
             b.iter(|| view.check_at(black_box(next()), black_box(FEATURE), SYNTH_EPOCH))
+        });
+        g.bench_function("engine_check_feature/random", |b| {
+            let mut next = fx.ids.cycle();
+            b.iter(|| {
+                engine
+                    .check_feature(black_box(next()), black_box(handle))
+                    .enabled()
+            })
+        });
+        // 64 customers per call; the time reported is per call (divide by 64 for per lookup).
+        g.bench_function("view_check_customers_at_64/random", |b| {
+            let mut next = fx.ids.cycle();
+            let mut batch: Vec<&[u8]> = Vec::with_capacity(64);
+            b.iter(|| {
+                batch.clear();
+                batch.extend((0..64).map(|_| next()));
+                let mut on = 0usize;
+                view.check_customers_at(
+                    black_box(handle),
+                    &batch[..],
+                    Some(SYNTH_EPOCH),
+                    |_, d| on += usize::from(d.enabled()),
+                );
+                on
+            })
+        });
+        g.bench_function("engine_check_feature/unknown", |b| {
+            let mut next = fx.unknown.cycle();
+            b.iter(|| {
+                engine
+                    .check_feature(black_box(next()), black_box(handle))
+                    .enabled()
+            })
         });
         g.bench_function("engine_enabled/unknown", |b| {
             let mut next = fx.unknown.cycle();

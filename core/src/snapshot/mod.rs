@@ -125,6 +125,12 @@ pub struct Snapshot {
     profiles: ProfileSet,
     /// Identifies the feature list (keys in order): see [`feature_table_id`].
     feature_table: u64,
+    /// One bit per customer slot: whether it is some customer's home slot. Not part of the bytes:
+    /// computed while loading validates every customer (which hashes each id anyway). A search
+    /// whose home slot is nobody's home cannot find anything, so it stops before reading the slot
+    /// table: with a load factor of 0.8, 1 - e^-0.8 = 55 % of slots are homes, so 45 % of searches
+    /// for an absent customer end there, for 1 bit per slot (0.16 bytes per customer).
+    homes: Box<[u64]>,
     customer_count: usize,
     slots_at: usize,
     slot_count: usize,
@@ -281,7 +287,7 @@ impl Snapshot {
 
         let (version, created_at, checksum) = (h.version, h.created_at, h.checksum);
         let feature_table = feature_table_id(features.iter().map(|f| f.key.as_str()));
-        let snap = Snapshot {
+        let mut snap = Snapshot {
             bytes,
             version,
             created_at,
@@ -291,6 +297,7 @@ impl Snapshot {
             feature_probes,
             profiles,
             feature_table,
+            homes: Box::default(),
             customer_count: n,
             slots_at,
             slot_count: s_count,
@@ -302,7 +309,7 @@ impl Snapshot {
 
     /// Checks the two hash tables: every entry well-formed, reachable from its home slot and unique,
     /// the counts right, and an empty slot present so that probing for an absent key always stops.
-    fn validate_tables(&self, strings_len: usize) -> Result<(), FormatError> {
+    fn validate_tables(&mut self, strings_len: usize) -> Result<(), FormatError> {
         let fcount = self.features.len();
         // Every slot is checked before any probe (a probe reads the slots after the one it starts
         // at), and each feature must sit in exactly one slot: the probe check below compares
@@ -384,19 +391,23 @@ impl Snapshot {
         }
         // Only now that every slot is well-formed (a probe reads the slots after its home) and an
         // empty slot exists (a probe for an absent id stops there) can probing be trusted.
+        let mut homes = vec![0u64; self.slot_count.div_ceil(64)];
         for s in 0..self.slot_count {
             let rec = self.slot(s);
             if u32_at(rec, 0) == EMPTY {
                 continue;
             }
             let id = self.slot_id(rec);
-            if self.find_slot(id, key_hash(id)) != Some(s) {
+            let home = home_slot(key_hash(id), self.slot_count);
+            if self.find_slot_from(id, home) != Some(s) {
                 return Err(FormatError::invalid(format!(
                     "customer `{}` is not found where it is stored",
                     String::from_utf8_lossy(id)
                 )));
             }
+            homes[home / 64] |= 1 << (home % 64);
         }
+        self.homes = homes.into();
         Ok(())
     }
 
@@ -457,6 +468,7 @@ impl Snapshot {
             + self.profiles.epochs.len() * 16
             + self.profiles.offsets.len() * 4
             + self.feature_slots.len() * 4
+            + self.homes.len() * 8
             + self
                 .features
                 .iter()
@@ -550,10 +562,11 @@ impl Snapshot {
         }
     }
 
+    /// The slot of the customer `id` by linear probing from its home slot `home`.
     #[inline(always)]
-    fn find_slot(&self, id: &[u8], hash: u64) -> Option<usize> {
+    fn find_slot_from(&self, id: &[u8], home: usize) -> Option<usize> {
         let n = self.slot_count;
-        let mut s = home_slot(hash, n);
+        let mut s = home;
         if id.len() <= INLINE_ID_MAX {
             // Compare the slot's (len, 19 id bytes) with the padded key as three fixed-size words:
             // no call to memcmp, no branch on the length.
@@ -592,9 +605,15 @@ impl Snapshot {
     }
 
     /// The profile of the customer with this id (`hash` is `key_hash(id)`).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn customer_profile(&self, id: &[u8], hash: u64) -> Option<u32> {
-        self.find_slot(id, hash).map(|s| u32_at(self.slot(s), 0))
+        let home = home_slot(hash, self.slot_count);
+        // Nobody's home slot: the customer is absent, and the slot table need not be read.
+        if self.homes[home / 64] & (1 << (home % 64)) == 0 {
+            return None;
+        }
+        self.find_slot_from(id, home)
+            .map(|s| u32_at(self.slot(s), 0))
     }
 }
 
