@@ -1041,6 +1041,48 @@ fn webhook_coalesces_bursts_and_trusts_the_api_over_event_order() {
         edge_limit(&edge, "cus_dee", "projects"),
         Some(Limit::Finite(3))
     );
+
+    // Features attached to a product and a feature's metadata changed: Stripe tells each affected
+    // customer's entitlement summary; the feature list and the customer's products are refetched.
+    assert!(!edge_check(&edge, "cus_fay", "audit_log").0);
+    fake.with(|a| {
+        let audit = a
+            .features
+            .iter()
+            .find(|f| f["lookup_key"] == "audit_log")
+            .cloned()
+            .unwrap();
+        a.product_features.get_mut("prod_pro").unwrap().push(json!({
+            "id": "prodft_new", "object": "product_feature", "livemode": false,
+            "entitlement_feature": audit
+        }));
+        let projects = a
+            .features
+            .iter_mut()
+            .find(|f| f["lookup_key"] == "projects")
+            .unwrap();
+        projects["metadata"]["entitle_default"] = json!("4");
+    });
+    let summary = json!({
+        "object": "entitlements.active_entitlement_summary", "customer": "cus_fay", "livemode": false,
+        "entitlements": {"object": "list", "data": [], "has_more": false}
+    });
+    let evt = event(
+        "evt_sum_1",
+        "entitlements.active_entitlement_summary.updated",
+        summary,
+    );
+    assert_eq!(hook.send(&evt).0, 200);
+    hook.published(6);
+    assert!(edge_check(&edge, "cus_fay", "audit_log").0);
+    assert!(
+        edge_check(&edge, "cus_cy", "audit_log").0,
+        "every Pro customer"
+    );
+    assert_eq!(
+        edge_limit(&edge, "cus_nobody", "projects"),
+        Some(Limit::Finite(4))
+    );
 }
 
 #[test]
