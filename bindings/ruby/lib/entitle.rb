@@ -7,6 +7,7 @@ require "entitle/errors"
 require "entitle/entitle_ext"
 require "entitle/decision"
 require "entitle/status"
+require "entitle/event"
 require "entitle/engine"
 require "entitle/fork"
 

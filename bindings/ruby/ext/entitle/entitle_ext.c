@@ -43,9 +43,9 @@
 
 #include "entitle.h"
 
-/* The C ABI reserves result code 17 for "the engine is closed"; the gem raises it (as
- * Entitle::ClosedError) for calls on an engine closed from Ruby. */
-#define RESULT_CLOSED 17u
+/* The gem raises ENTITLE_RESULT_CLOSED (as Entitle::ClosedError) for calls on an engine closed
+ * from Ruby too. */
+#define RESULT_CLOSED ((uint32_t)ENTITLE_RESULT_CLOSED)
 
 /* Waits are done in slices of this many milliseconds, so that an interrupt (Ctrl-C, Thread#raise,
  * Timeout) is seen within one slice even where no unblocking function can reach the library. */
@@ -105,9 +105,9 @@ error_class(uint32_t code)
         return eDelta;
     case ENTITLE_RESULT_INVALID_CONFIG:
         return eConfig;
-    case 16u: /* TIMEOUT, reserved in the ABI */
+    case ENTITLE_RESULT_TIMEOUT:
         return eTimeout;
-    case RESULT_CLOSED:
+    case ENTITLE_RESULT_CLOSED:
         return eClosed;
     default:
         return eError;
@@ -1079,6 +1079,106 @@ engine_status_fields(VALUE self)
     return rb_ary_new_from_values((long)(sizeof f / sizeof f[0]), f);
 }
 
+/* Events. */
+
+#define EVENT_MSG_CAP 1024
+
+typedef struct {
+    entitle_engine *e;
+    uint64_t after;
+    double deadline_ms; /* < 0: no deadline */
+    const int *closing;
+    volatile int interrupted;
+    entitle_result result;
+    entitle_event ev;
+    uint8_t msg[EVENT_MSG_CAP];
+    size_t msg_len;
+} event_args;
+
+/* Waits slice by slice for the next event, until one comes, the deadline, an interrupt, or
+ * CLOSED. */
+static void *
+event_nogvl(void *p)
+{
+    event_args *a = p;
+    for (;;) {
+        uint64_t slice = WAIT_SLICE_MS;
+        bool last = false;
+        if (a->deadline_ms >= 0) {
+            double left = a->deadline_ms - now_ms();
+            if (left <= WAIT_SLICE_MS) {
+                slice = left > 0 ? (uint64_t)ceil(left) : 0;
+                last = true;
+            }
+        }
+        a->msg_len = 0;
+        a->result = entitle_engine_next_event(a->e, a->after, slice, &a->ev, a->msg, EVENT_MSG_CAP,
+                                              &a->msg_len);
+        if (a->result != ENTITLE_RESULT_TIMEOUT || last || a->interrupted ||
+            __atomic_load_n(a->closing, __ATOMIC_ACQUIRE)) {
+            break;
+        }
+    }
+    return NULL;
+}
+
+static void
+event_ubf(void *p)
+{
+    ((event_args *)p)->interrupted = 1;
+}
+
+/* Entitle::Engine#_next_event(after_seq, timeout): the first event with a sequence number above
+ * after_seq as [seq, kind, old_version, new_version, at_ms, message], or nil when none came within
+ * timeout seconds (nil: no limit). Raises ClosedError once the engine is closed and has no later
+ * event. Releases the GVL and can be interrupted, as wait_ready. lib/entitle/engine.rb builds
+ * Entitle::Event from the fields. */
+static VALUE
+engine_next_event(VALUE self, VALUE after, VALUE timeout)
+{
+    uint64_t after_seq = NUM2ULL(after);
+    double left_ms = -1;
+    if (!NIL_P(timeout)) {
+        double t = NUM2DBL(timeout);
+        if (isnan(t) || t < 0) {
+            rb_raise(rb_eArgError, "timeout must be nil or a number of seconds >= 0");
+        }
+        left_ms = isinf(t) ? -1 : t * 1000.0;
+    }
+    engine_data *d = get_data(self);
+    if (d->engine == NULL) {
+        raise_closed();
+    }
+    event_args *a = ALLOC(event_args);
+    VALUE holder = rb_data_object_wrap(0, a, NULL, RUBY_DEFAULT_FREE); /* freed with the GC */
+    a->e = d->engine;
+    a->after = after_seq;
+    a->deadline_ms = left_ms < 0 ? -1 : now_ms() + left_ms;
+    a->closing = &d->closing;
+    for (;;) {
+        a->interrupted = 0;
+        without_gvl(d, event_nogvl, a, event_ubf, a);
+        if (a->result != ENTITLE_RESULT_TIMEOUT || d->engine == NULL || (a->deadline_ms >= 0 && now_ms() >= a->deadline_ms)) {
+            break;
+        }
+        rb_thread_check_ints();
+    }
+    RB_GC_GUARD(holder);
+    if (a->result == ENTITLE_RESULT_TIMEOUT) {
+        if (d->engine == NULL) {
+            raise_closed();
+        }
+        return Qnil;
+    }
+    if (a->result != ENTITLE_RESULT_OK) {
+        raise_result(a->result);
+    }
+    VALUE msg = rb_utf8_str_new((const char *)a->msg, (long)a->msg_len);
+    VALUE f[] = {ULL2NUM(a->ev.seq), UINT2NUM(a->ev.kind), ULL2NUM(a->ev.old_version),
+                 ULL2NUM(a->ev.new_version), LL2NUM(a->ev.at_ms), rb_str_freeze(msg)};
+    return rb_ary_new_from_values(6, f);
+}
+
 /* Closing. */
 
 static void *
@@ -1117,11 +1217,13 @@ engine_close(VALUE self)
     __atomic_store_n(&d->closing, 1, __ATOMIC_RELEASE);
     registry_remove(d);
     d->retired = e;
-    if (d->syncing) {
-        /* Joins the sync thread: wait without the GVL. The busy count keeps `e` alive. */
+    if (d->syncing || d->busy > 0) {
+        /* Joins the sync thread and wakes event waiters: without the GVL. The busy count keeps
+         * `e` alive; the last busy call frees it. */
         without_gvl(d, close_nogvl, e, NULL, NULL);
-    } else if (d->busy == 0) {
+    } else {
         d->retired = NULL;
+        entitle_engine_close(e);
         entitle_engine_free(e);
     }
     return Qnil;
@@ -1701,6 +1803,7 @@ Init_entitle_ext(void)
     rb_define_method(cEngine, "apply_delta", engine_apply_delta, 1);
     rb_define_method(cEngine, "wait_ready", engine_wait_ready, -1);
     rb_define_method(cEngine, "_status_fields", engine_status_fields, 0);
+    rb_define_method(cEngine, "_next_event", engine_next_event, 2);
     rb_define_method(cEngine, "close", engine_close, 0);
     rb_define_method(cEngine, "closed?", engine_closed_p, 0);
     rb_define_method(cEngine, "syncing?", engine_syncing_p, 0);

@@ -108,11 +108,89 @@ module Entitle
       end
     end
 
+    # The first event with a sequence number above +after+ (an Entitle::Event), waiting up to
+    # +timeout+ seconds (nil: as long as it takes; 0: just look); nil when none came. Pass 0 the
+    # first time, then the +seq+ of the last event handled; the engine keeps the last 256 events,
+    # so a reader that fell further behind sees a gap in +seq+. Releases the GVL and can be
+    # interrupted, as #wait_ready. Raises Entitle::ClosedError once the engine is closed and every
+    # event has been read.
+    def next_event(after: 0, timeout: nil)
+      raise TypeError, "after must be an Integer, not #{after.class}" unless after.is_a?(Integer)
+      raise TypeError, "timeout must be nil or a number of seconds, not #{timeout.class}" unless timeout.nil? || timeout.is_a?(Numeric)
+
+      fields = _next_event(after, timeout)
+      fields && Event.from_fields(fields)
+    end
+
+    # Calls the block with each later Entitle::Event of kind +:version_changed+ (from the edge, or
+    # from #replace / #apply_delta), on a thread of the engine's own, started by the first call.
+    # Exceptions in the block are reported with +warn+ and do not stop the thread; the thread ends
+    # when the engine is closed (and keeps the engine from being collected until then). In a
+    # forked child the thread is started again. Returns the block.
+    def on_change(&block)
+      raise ArgumentError, "on_change needs a block" unless block
+
+      @listeners ||= []
+      @listeners << block
+      @last_seq ||= latest_seq
+      start_listener
+      Engine.__listening[self] = true
+      block
+    end
+
+    # Restarts the on_change thread in a forked child (threads do not survive fork).
+    def __restart_listener
+      @listener = nil
+      start_listener if @listeners && !closed?
+    end
+
+    class << self
+      # Engines with on_change listeners (weak: collected engines drop out).
+      def __listening
+        @__listening ||= ObjectSpace::WeakMap.new
+      end
+    end
+
     # The engine's sync status (an Entitle::Status). Engines that do not sync report +:ready+,
     # their version and zero counters.
     def status
       Status.from_fields(_status_fields)
     end
+
+    private
+
+    def latest_seq
+      seq = 0
+      while (event = next_event(after: seq, timeout: 0))
+        seq = event.seq
+      end
+      seq
+    end
+
+    def start_listener
+      return if @listener&.alive?
+
+      @listener = Thread.new do
+        loop do
+          event = next_event(after: @last_seq)
+          next unless event
+
+          @last_seq = event.seq
+          next unless event.kind == :version_changed
+
+          @listeners.each do |listener|
+            listener.call(event)
+          rescue StandardError => e
+            warn "entitle: on_change listener raised #{e.class}: #{e.message}"
+          end
+        end
+      rescue ClosedError
+        nil
+      end
+      @listener.name = "entitle-on-change"
+    end
+
+    public
 
     def inspect
       return "#<Entitle::Engine closed>" if closed?

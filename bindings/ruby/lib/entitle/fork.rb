@@ -8,7 +8,10 @@ module Entitle
   module ForkHook
     def _fork
       pid = super
-      Entitle::Engine.__after_fork if pid.zero?
+      if pid.zero?
+        Entitle::Engine.__after_fork
+        Entitle::Engine.__listening.each_key(&:__restart_listener)
+      end
       pid
     end
   end
@@ -18,7 +21,9 @@ module Entitle
   # fork(2)). Calling it again in the same process does nothing. Returns how many engines were
   # restarted.
   def self.after_fork
-    Engine.__after_fork
+    restarted = Engine.__after_fork
+    Engine.__listening.each_key(&:__restart_listener)
+    restarted
   end
 
   Process.singleton_class.prepend(ForkHook) if Process.respond_to?(:_fork)
