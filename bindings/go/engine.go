@@ -133,6 +133,7 @@ import "C"
 
 import (
 	"context"
+	"log/slog"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -185,18 +186,37 @@ type Engine struct {
 	released chan struct{}
 	cleanup  runtime.Cleanup
 	syncing  bool
+	// events is closed when the goroutine logging the engine's events has ended (nil: no logger).
+	events chan struct{}
 }
 
-func newEngine(ptr *C.entitle_engine, syncing bool) *Engine {
+// release is what the cleanup of an engine dropped without Close needs: never the *Engine itself.
+type release struct {
+	ptr    *C.entitle_engine
+	events chan struct{}
+}
+
+func newEngine(ptr *C.entitle_engine, syncing bool, logger *slog.Logger) *Engine {
 	e := &Engine{
 		ptr:      ptr,
 		drained:  make(chan struct{}, 1),
 		released: make(chan struct{}),
 		syncing:  syncing,
 	}
+	if logger != nil {
+		e.events = make(chan struct{})
+		go logEvents(ptr, logger, e.events)
+	}
 	// The backstop for an engine dropped without Close: no call can be in flight once e is
-	// unreachable, so freeing is safe then.
-	e.cleanup = runtime.AddCleanup(e, func(p *C.entitle_engine) { C.entitle_engine_free(p) }, ptr)
+	// unreachable, so freeing is safe then, after the event goroutine (which holds only the C
+	// engine) has been woken by the close and has ended.
+	e.cleanup = runtime.AddCleanup(e, func(r release) {
+		if r.events != nil {
+			C.entitle_engine_close(r.ptr)
+			<-r.events
+		}
+		C.entitle_engine_free(r.ptr)
+	}, release{ptr: ptr, events: e.events})
 	return e
 }
 
@@ -231,7 +251,7 @@ func FromFile(path string) (*Engine, error) {
 	if r := C.goe_from_file(p, n, &out, &detail); r != C.ENTITLE_RESULT_OK {
 		return nil, takeError(r, &detail)
 	}
-	return newEngine(out, false), nil
+	return newEngine(out, false, nil), nil
 }
 
 // FromSnapshot creates an engine from binary snapshot bytes. The bytes are validated and copied:
@@ -245,7 +265,7 @@ func FromSnapshot(b []byte) (*Engine, error) {
 	if r := C.goe_from_snapshot(p, n, &out, &detail); r != C.ENTITLE_RESULT_OK {
 		return nil, takeError(r, &detail)
 	}
-	return newEngine(out, false), nil
+	return newEngine(out, false, nil), nil
 }
 
 // FromCatalogJSON creates an engine by validating and compiling a catalog JSON document (content
@@ -261,7 +281,7 @@ func FromCatalogJSON(b []byte) (*Engine, error) {
 	if r := C.goe_from_catalog_json(p, n, &out, &detail); r != C.ENTITLE_RESULT_OK {
 		return nil, takeError(r, &detail)
 	}
-	return newEngine(out, false), nil
+	return newEngine(out, false, nil), nil
 }
 
 // millis converts a configuration duration to whole milliseconds: 0 stays 0 (the default), a
@@ -326,7 +346,7 @@ func Connect(cfg SyncConfig) (*Engine, error) {
 	if r := C.goe_connect(&c, &out, &detail); r != C.ENTITLE_RESULT_OK {
 		return nil, takeError(r, &detail)
 	}
-	return newEngine(out, true), nil
+	return newEngine(out, true, cfg.Logger), nil
 }
 
 // Enabled reports whether customer may use feature now: a flag's value; for a limit, unlimited or
@@ -709,7 +729,8 @@ func (e *Engine) statusText(which C.uint32_t, hint int) string {
 // Close stops the engine's sync (if any), waits for calls in flight on other goroutines to finish,
 // and releases the engine. It is idempotent and safe to call while other goroutines use the
 // engine: calls that start after Close began fail closed (false, a zero Limit, ReasonClosed,
-// ErrClosed). A WaitReady in progress returns false. Close always returns nil; the error is there
+// ErrClosed). A WaitReady in progress returns false; the goroutine logging events (with
+// SyncConfig.Logger) logs the last ones and ends before Close returns. Close always returns nil; the error is there
 // for io.Closer.
 func (e *Engine) Close() error {
 	if e.state.Or(closedBit)&closedBit != 0 {
@@ -719,6 +740,9 @@ func (e *Engine) Close() error {
 	// Stopping the sync thread is safe while lookups run, and wakes waiters inside the library
 	// so that they leave promptly.
 	C.entitle_engine_close(e.ptr)
+	if e.events != nil {
+		<-e.events // the event goroutine has seen the last event and returned
+	}
 	for e.state.Load() != closedBit {
 		<-e.drained
 	}

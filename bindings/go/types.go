@@ -1,6 +1,7 @@
 package entitle
 
 import (
+	"log/slog"
 	"strconv"
 	"time"
 )
@@ -193,4 +194,9 @@ type SyncConfig struct {
 	MaxBackoff time.Duration
 	// PersistInterval is the shortest time between two cache writes after deltas (default 30s).
 	PersistInterval time.Duration
+	// Logger, when set, receives the engine's events from a goroutine that waits for them in the
+	// library (ended by Close): content version changes (from the sync or from Replace and
+	// ApplyDelta) and recoveries at Info; sync failures, staleness and cache problems at Warn.
+	// Messages start with "entitle: "; attributes: seq, at, message, old_version and new_version.
+	Logger *slog.Logger
 }
