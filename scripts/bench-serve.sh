@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 clients=${1:-10000}
 poll=${2:-5}
 # Each held connection is a descriptor in the client and one in the server.
-ulimit -n "$(ulimit -Hn)"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if [ "$(ulimit -n)" -lt $((clients + 1000)) ]; then
   echo "bench-serve: the open-file limit ($(ulimit -n)) is too low for $clients clients" >&2
   exit 1
