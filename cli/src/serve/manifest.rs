@@ -128,13 +128,14 @@ impl Watcher {
         }
     }
 
-    /// Keeps `engine` at the snapshot the manifest names: loads it (bounded by the manifest's size,
-    /// verified against its version and checksum) whenever a valid manifest names other content.
+    /// Keeps `engine` at the snapshot the manifest names: loads it (bounded by the manifest's size
+    /// and by `max_bytes`, verified against its version and checksum) whenever a valid manifest names other content.
     /// Failures are kept in `last_error` and retried at the next manifest change or every second.
     pub async fn feed(
         self: Arc<Watcher>,
         engine: Arc<Engine>,
         last_error: Arc<Mutex<Option<String>>>,
+        max_bytes: u64,
     ) {
         let mut rx = self.subscribe();
         loop {
@@ -147,7 +148,7 @@ impl Watcher {
                     if view.version() == entry.version && view.checksum() == entry.checksum {
                         return Ok(());
                     }
-                    let bytes = files::read(&root, &entry.path, entry.bytes)
+                    let bytes = files::read(&root, &entry.path, entry.bytes.min(max_bytes))
                         .map_err(|e| format!("{}: {e:?}", entry.path))?;
                     let snap =
                         Snapshot::from_bytes(bytes).map_err(|e| format!("{}: {e}", entry.path))?;

@@ -238,7 +238,11 @@ async fn serve(
         (None, Some(w)) => {
             let engine = Arc::new(empty_engine()?);
             let last_error = Arc::new(Mutex::new(None));
-            tokio::spawn(Arc::clone(w).feed(Arc::clone(&engine), Arc::clone(&last_error)));
+            tokio::spawn(Arc::clone(w).feed(
+                Arc::clone(&engine),
+                Arc::clone(&last_error),
+                args.max_file_bytes,
+            ));
             Content::Directory(engine, last_error)
         }
         (None, None) => return Err("serve: a directory or --upstream is required".to_owned()),
