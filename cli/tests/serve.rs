@@ -604,7 +604,7 @@ fn idle_and_slowloris_connections_do_not_lock_out_clients() {
     // Room for every attacker: all 1,500 are held open at once.
     let (slowest, server) = attack(&["--max-pending", "4096"]);
     println!(
-        "default caps: slowest authorized answer {slowest:?} under 1,000 idle + 500 slowloris"
+        "4,096 pending slots (all 1,500 held): slowest authorized answer {slowest:?} under 1,000 idle + 500 slowloris"
     );
     assert!(slowest < Duration::from_secs(1), "{slowest:?}");
     assert!(server.metric("entitle_edge_accept_errors_total", &auth) == 0.0);
