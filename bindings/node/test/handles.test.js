@@ -83,6 +83,15 @@ test('handles stay correct when the feature list changes; errors', (t) => {
   assert.equal(nope.check('cus_pro').reason, 'feature_not_found');
   assert.deepEqual(projects.checkMany([]), []);
   assert.deepEqual(projects.enabledMany(['cus_pro', 'nobody', 'x'.repeat(1000)]), [true, true, true]);
+  // Many ids of every length (the packed buffer grows, long and non-ASCII ids are copied whole).
+  const ids = Array.from({ length: 3000 }, (_, i) =>
+    i % 7 === 0 ? 'cus_pro' : i % 11 === 0 ? 'é😀'.repeat(i % 300) : i % 13 === 0 ? 'cus_ent' : `cus_${'y'.repeat(i % 200)}`);
+  const batch = projects.checkMany(ids);
+  assert.equal(batch.length, ids.length);
+  ids.forEach((id, i) => assert.equal(batch[i].limit, projects.limit(id), id));
+  // Lone surrogates read as U+FFFD, as in single lookups; a pair split across two ids is refused.
+  assert.deepEqual(projects.checkMany(['\uD83D', 'cus_pro', 'x\uDE00']).map((d) => d.limit), [3, 50, 3]);
+  assert.throws(() => projects.checkMany(['a\uD83D', '\uDE00b']), RangeError);
   // A new content without `projects`, then one with it at another position.
   const dir = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'entitle-node-'));
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
