@@ -115,6 +115,27 @@ export interface ConnectOptions {
   persistInterval?: number;
 }
 
+/** The 'change' event: the engine serves a new content version (sync round, replace, applyDelta). */
+export interface ChangeEvent {
+  readonly version: number;
+  readonly previousVersion: number;
+  /** When the change happened. */
+  readonly at: Date;
+  /** The event's sequence number in the engine (a gap means events were missed). */
+  readonly seq: number;
+}
+
+/** The 'sync' event: a sync round failed, recovered, the content went stale, or the cache failed. */
+export interface SyncEvent {
+  readonly kind: 'sync_failed' | 'sync_recovered' | 'stale' | 'cache_error' | `event_${number}`;
+  /** What happened, from the library (e.g. the error). */
+  readonly message: string;
+  /** The content version being served. */
+  readonly version: number;
+  readonly at: Date;
+  readonly seq: number;
+}
+
 /** Bytes accepted for snapshots, deltas and catalogs. */
 export type Bytes = ArrayBufferView | ArrayBuffer;
 
@@ -183,6 +204,17 @@ export declare class Engine extends EventEmitter {
   readonly connected: boolean;
   /** Whether `close()` was called. */
   readonly closed: boolean;
+
+  /**
+   * Listens for new content versions ('change') or sync problems ('sync'), delivered on the JS
+   * thread. A thread waits for events only while someone listens; it never holds the process open.
+   */
+  on(event: 'change', listener: (event: ChangeEvent) => void): this;
+  on(event: 'sync', listener: (event: SyncEvent) => void): this;
+  on(event: string | symbol, listener: (...args: any[]) => void): this;
+  once(event: 'change', listener: (event: ChangeEvent) => void): this;
+  once(event: 'sync', listener: (event: SyncEvent) => void): this;
+  once(event: string | symbol, listener: (...args: any[]) => void): this;
 
   /** Stops the sync thread and releases the engine; later calls throw `ClosedError`. Idempotent. */
   close(): void;

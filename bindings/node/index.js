@@ -273,6 +273,11 @@ class Feature {
 // Engine
 
 const CREATE = Symbol('entitle.create');
+
+// entitle_event_kind numbers; the 'sync' event's `kind` for every kind but version changes.
+const EVENT_VERSION_CHANGED = 1;
+const SYNC_EVENT_KINDS = Object.freeze({ 2: 'sync_failed', 3: 'sync_recovered', 4: 'stale', 5: 'cache_error' });
+const EVENTS = ['change', 'sync'];
 const dispose = Symbol.dispose || Symbol.for('nodejs.dispose');
 
 /**
@@ -294,6 +299,27 @@ class Engine extends EventEmitter {
     super();
     this.#h = handle;
     this.#connected = connected;
+    // The event thread runs only while someone listens ('change' or 'sync').
+    this.on('newListener', (event) => {
+      if (EVENTS.includes(event) && !native.isClosed(this.#h)) {
+        native.watch(this.#h, (kind, seq, previousVersion, version, atMs, message) =>
+          this.#deliver(kind, seq, previousVersion, version, atMs, message));
+      }
+    });
+    this.on('removeListener', (event) => {
+      if (EVENTS.includes(event) && EVENTS.every((e) => this.listenerCount(e) === 0)) {
+        native.unwatch(this.#h);
+      }
+    });
+  }
+
+  #deliver(kind, seq, previousVersion, version, atMs, message) {
+    const at = new Date(atMs);
+    if (kind === EVENT_VERSION_CHANGED) {
+      this.emit('change', Object.freeze({ version, previousVersion, at, seq }));
+    } else {
+      this.emit('sync', Object.freeze({ kind: SYNC_EVENT_KINDS[kind] || `event_${kind}`, message, version, at, seq }));
+    }
   }
 
   /** An engine from a file holding a snapshot or a catalog JSON (told apart by content). */

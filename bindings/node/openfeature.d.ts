@@ -18,6 +18,8 @@ export declare class OpenFeatureProvider implements Provider {
   readonly metadata: { readonly name: 'entitle' };
   readonly runsOn: 'server';
   initialize(): Promise<void>;
+  /** Stops forwarding the engine's change events. */
+  onClose(): Promise<void>;
   resolveBooleanEvaluation(flagKey: string, defaultValue: boolean, context: EvaluationContext): Promise<ResolutionDetails<boolean>>;
   resolveNumberEvaluation(flagKey: string, defaultValue: number, context: EvaluationContext): Promise<ResolutionDetails<number>>;
   resolveStringEvaluation(flagKey: string, defaultValue: string): Promise<ResolutionDetails<string>>;

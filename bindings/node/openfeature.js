@@ -11,6 +11,14 @@ const { Engine } = require('./index.js');
 
 const TARGETING = { override: 'TARGETING_MATCH', subscription: 'TARGETING_MATCH', default: 'DEFAULT', customer_not_found: 'DEFAULT' };
 
+function optionalSdk() {
+  try {
+    return require('@openfeature/server-sdk');
+  } catch {
+    return null;
+  }
+}
+
 function failure(defaultValue, errorCode, errorMessage) {
   return { value: defaultValue, reason: 'ERROR', errorCode, errorMessage };
 }
@@ -33,6 +41,19 @@ class OpenFeatureProvider {
     this.readyTimeoutMs = options.readyTimeoutMs === undefined ? 10_000 : options.readyTimeoutMs;
     this.metadata = Object.freeze({ name: 'entitle' });
     this.runsOn = 'server';
+    // New content versions reach the SDK as PROVIDER_CONFIGURATION_CHANGED (its handlers and
+    // hooks re-evaluate), when the SDK is there to receive them.
+    const sdk = optionalSdk();
+    if (sdk !== null) {
+      this.events = new sdk.OpenFeatureEventEmitter();
+      this.onChange = () => this.events.emit(sdk.ProviderEvents.ConfigurationChanged, { message: `entitle version ${engine.version}` });
+      engine.on('change', this.onChange);
+    }
+  }
+
+  /** Called by the SDK when the provider is replaced or shut down: stops listening to the engine. */
+  async onClose() {
+    if (this.onChange) this.engine.off('change', this.onChange);
   }
 
   /** Called by the SDK when the provider is set: waits for a syncing engine's first content. */

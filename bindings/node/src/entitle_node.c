@@ -82,11 +82,16 @@ typedef struct {
     atomic_uint refs;
 } shared_engine;
 
+typedef struct watcher watcher;
+
 typedef struct {
     /* The engine for lookups on the JS thread; NULL once closed. */
     entitle_engine *engine;
     shared_engine *shared; /* NULL once closed */
+    watcher *watch;        /* the change-event thread, when listened to */
 } handle;
+
+static void handle_unwatch(handle *h);
 
 static void
 shared_release(shared_engine *s)
@@ -114,7 +119,8 @@ handle_close(handle *h)
     shared_engine *s = h->shared;
     h->engine = NULL;
     h->shared = NULL;
-    entitle_engine_close(s->engine);
+    handle_unwatch(h);
+    entitle_engine_close(s->engine); /* also wakes the event thread's wait */
     shared_release(s);
 }
 
@@ -477,6 +483,7 @@ wrap_engine(napi_env env, entitle_engine *engine)
     atomic_init(&s->refs, 1);
     h->engine = engine;
     h->shared = s;
+    h->watch = NULL;
     napi_value out;
     if (napi_create_external(env, h, handle_finalize, NULL, &out) != napi_ok) {
         handle_finalize(env, h, NULL);
@@ -1565,6 +1572,211 @@ done:
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * The change event: one thread per watched engine waits in entitle_engine_next_event and hands
+ * each event to the JS thread through a thread-safe function. The function is unref'd, so a
+ * watched engine never holds the process open.
+ *
+ * Ownership: the watcher holds a reference to the engine until its finalizer (JS thread, after
+ * the thread has released the function, or at environment teardown) has joined the thread, so
+ * the engine is never freed under a waiting call. The thread ends when the engine is closed
+ * (the wait returns CLOSED at once) or when unwatch() sets `stop` (seen within WATCH_SLICE_MS).
+ * At a worker's teardown the watcher's cleanup hook closes the engine, which wakes the wait, and
+ * joins the thread before the environment goes. The handle and its watcher point at each other
+ * until either lets go (unwatch, close, the handle's finalizer, the watcher's finalizer), all on
+ * the JS thread, so neither is used after it is freed.
+ */
+
+#define WATCH_SLICE_MS 500
+#define EVENT_MESSAGE_CAP 1024
+
+struct watcher {
+    pthread_t thread;
+    atomic_bool stop;
+    handle *owner; /* the handle pointing here, until it lets go (JS thread only) */
+    bool joined;
+    bool hooked;
+    napi_threadsafe_function tsfn;
+    shared_engine *shared;
+    uint64_t after_seq;
+};
+
+typedef struct {
+    entitle_event event;
+    size_t message_len;
+    char message[];
+} event_payload;
+
+static void *
+watch_thread(void *data)
+{
+    watcher *w = data;
+    uint8_t message[EVENT_MESSAGE_CAP];
+    while (!atomic_load_explicit(&w->stop, memory_order_acquire)) {
+        entitle_event ev;
+        size_t len = 0;
+        entitle_result r = entitle_engine_next_event(w->shared->engine, w->after_seq, WATCH_SLICE_MS,
+                                                     &ev, message, sizeof message, &len);
+        if (r == ENTITLE_RESULT_TIMEOUT) {
+            continue;
+        }
+        if (r != ENTITLE_RESULT_OK) {
+            break; /* CLOSED: the engine is closed and every event was seen */
+        }
+        w->after_seq = ev.seq;
+        event_payload *p = malloc(sizeof *p + len);
+        if (p == NULL) {
+            continue;
+        }
+        p->event = ev;
+        p->message_len = len;
+        memcpy(p->message, message, len);
+        if (napi_call_threadsafe_function(w->tsfn, p, napi_tsfn_nonblocking) != napi_ok) {
+            free(p); /* the environment is going away */
+            break;
+        }
+    }
+    napi_release_threadsafe_function(w->tsfn, napi_tsfn_release);
+    return NULL;
+}
+
+/* Runs on the JS thread: callback(kind, seq, oldVersion, newVersion, atMs, message). */
+static void
+watch_deliver(napi_env env, napi_value js_cb, void *context, void *data)
+{
+    (void)context;
+    event_payload *p = data;
+    if (env != NULL && js_cb != NULL) {
+        napi_value argv[6], undef, ignored;
+        napi_create_uint32(env, p->event.kind, &argv[0]);
+        napi_create_double(env, (double)p->event.seq, &argv[1]);
+        napi_create_double(env, (double)p->event.old_version, &argv[2]);
+        napi_create_double(env, (double)p->event.new_version, &argv[3]);
+        napi_create_double(env, (double)p->event.at_ms, &argv[4]);
+        napi_create_string_utf8(env, p->message, p->message_len, &argv[5]);
+        napi_get_undefined(env, &undef);
+        /* A listener that throws surfaces as an uncaught exception, as with any emitter. */
+        napi_call_function(env, undef, js_cb, 6, argv, &ignored);
+    }
+    free(p);
+}
+
+static void
+watch_cleanup_hook(void *data)
+{
+    watcher *w = data;
+    w->hooked = false;
+    if (!w->joined) {
+        atomic_store_explicit(&w->stop, true, memory_order_release);
+        entitle_engine_close(w->shared->engine); /* wakes the wait at once */
+        pthread_join(w->thread, NULL);
+        w->joined = true;
+    }
+}
+
+static void
+watch_finalize(napi_env env, void *data, void *hint)
+{
+    (void)hint;
+    watcher *w = data;
+    if (w->hooked) {
+        napi_remove_env_cleanup_hook(env, watch_cleanup_hook, w);
+    }
+    if (!w->joined) {
+        pthread_join(w->thread, NULL); /* it has released the function: it is returning */
+    }
+    if (w->owner != NULL) {
+        w->owner->watch = NULL; /* the thread ended by itself (the engine was closed) */
+    }
+    shared_release(w->shared);
+    free(w);
+}
+
+/* Stops the handle's watcher, if any; the thread ends by itself within WATCH_SLICE_MS. */
+static void
+handle_unwatch(handle *h)
+{
+    if (h->watch != NULL) {
+        atomic_store_explicit(&h->watch->stop, true, memory_order_release);
+        h->watch->owner = NULL;
+        h->watch = NULL;
+    }
+}
+
+/* watch(h, callback): starts delivering the engine's events from now on. Idempotent. */
+static napi_value
+js_watch(napi_env env, napi_callback_info info)
+{
+    napi_value argv[2], name;
+    if (!args(env, info, 2, argv)) {
+        return NULL;
+    }
+    handle *h = NULL;
+    if (engine_arg(env, argv[0], &h) == NULL) {
+        return NULL;
+    }
+    napi_valuetype type;
+    napi_typeof(env, argv[1], &type);
+    if (type != napi_function) {
+        return throw_type(env, "callback must be a function");
+    }
+    if (h->watch != NULL) {
+        return NULL;
+    }
+    watcher *w = calloc(1, sizeof *w);
+    if (w == NULL) {
+        napi_throw_error(env, "ERR_MEMORY_ALLOCATION_FAILED", "out of memory");
+        return NULL;
+    }
+    /* Events from before the first listener are not replayed: start after the latest one. */
+    for (;;) {
+        entitle_event ev;
+        if (entitle_engine_next_event(h->engine, w->after_seq, 0, &ev, NULL, 0, NULL) !=
+            ENTITLE_RESULT_OK) {
+            break;
+        }
+        w->after_seq = ev.seq;
+    }
+    atomic_init(&w->stop, false);
+    w->shared = h->shared;
+    w->joined = true; /* until the thread exists */
+    napi_create_string_utf8(env, "entitle.events", NAPI_AUTO_LENGTH, &name);
+    if (napi_create_threadsafe_function(env, argv[1], NULL, name, 0, 1, w, watch_finalize, w,
+                                        watch_deliver, &w->tsfn) != napi_ok) {
+        free(w);
+        return NULL;
+    }
+    shared_acquire(w->shared); /* released by watch_finalize */
+    napi_unref_threadsafe_function(env, w->tsfn);
+    /* Registered after the function's own hook, so it runs before it (hooks run last-in first). */
+    if (napi_add_env_cleanup_hook(env, watch_cleanup_hook, w) == napi_ok) {
+        w->hooked = true;
+    }
+    w->joined = false;
+    if (pthread_create(&w->thread, NULL, watch_thread, w) != 0) {
+        w->joined = true;
+        napi_release_threadsafe_function(w->tsfn, napi_tsfn_abort);
+        napi_throw_error(env, "ERR_THREAD", "entitle: cannot start the event thread");
+        return NULL;
+    }
+    h->watch = w;
+    w->owner = h;
+    return NULL;
+}
+
+/* unwatch(h): stops delivering events. Idempotent. */
+static napi_value
+js_unwatch(napi_env env, napi_callback_info info)
+{
+    napi_value argv[1];
+    void *p = NULL;
+    if (!args(env, info, 1, argv) || napi_get_value_external(env, argv[0], &p) != napi_ok) {
+        return throw_type(env, "expected an engine handle");
+    }
+    handle_unwatch(p);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Library facts
  */
 
@@ -1628,6 +1840,8 @@ NAPI_MODULE_INIT()
         {"applyDelta", js_apply_delta},
         {"status", js_status},
         {"waitReady", js_wait_ready},
+        {"watch", js_watch},
+        {"unwatch", js_unwatch},
         {"featureResolve", js_feature_resolve},
         {"featureEnabled", js_feature_enabled},
         {"featureLimit", js_feature_limit},

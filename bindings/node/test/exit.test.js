@@ -20,6 +20,8 @@ const PRELUDE = `
     const local = Engine.fromCatalog(catalog);
     if (!(await polling.waitReady(20000)) || !(await longPolling.waitReady(20000))) throw new Error('not ready');
     if (polling.limit('cus_pro', 'projects') !== 50 || local.limit('cus_pro', 'projects') !== 50) throw new Error('wrong answer');
+    // Listening engines: their event threads must not hold the process or crash it at exit.
+    for (const engine of [polling, retrying, local]) engine.on('change', () => {}).on('sync', () => {});
     globalThis.engines = [polling, longPolling, retrying, local];
     process.stdout.write('started\\n');
     SCENARIO

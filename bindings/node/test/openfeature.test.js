@@ -50,6 +50,23 @@ test('evaluations through the OpenFeature client', async (t) => {
   assert.deepEqual([o.value, o.errorCode], [{ a: 1 }, 'TYPE_MISMATCH']);
 });
 
+test('a new version reaches the SDK as a configuration change', async (t) => {
+  const { ProviderEvents } = require('@openfeature/server-sdk');
+  const snaps = require('./helpers.js').snapshots(require('./helpers.js').tmpDir(t));
+  const engine = Engine.fromBytes(snaps.v1);
+  t.after(() => engine.close());
+  await OpenFeature.setProviderAndWait('entitle-events', new OpenFeatureProvider(engine));
+  const client = OpenFeature.getClient('entitle-events');
+  const changed = new Promise((resolve) => client.addHandler(ProviderEvents.ConfigurationChanged, resolve));
+  const keepAlive = setTimeout(() => {}, 20_000);
+  engine.applyDelta(snaps.delta);
+  const details = await changed;
+  clearTimeout(keepAlive);
+  assert.match(details.message, /version 2/);
+  assert.equal(await client.getNumberValue('projects', 0, { targetingKey: 'cus_pro' }), 60);
+  await OpenFeature.close();
+});
+
 test('initialize waits for a syncing engine and fails when it gets no content', async (t) => {
   const engine = Engine.connect('http://127.0.0.1:9', { pollInterval: 0.1, maxBackoff: 0.2 });
   t.after(() => engine.close());

@@ -1,5 +1,5 @@
 // A typed tour of the API; `tsc --strict` checks it against the installed package's index.d.ts.
-import { ClosedError, Decision, Engine, EntitleError, Feature, type Status } from 'entitle';
+import { type ChangeEvent, ClosedError, Decision, Engine, EntitleError, Feature, type Status, type SyncEvent } from 'entitle';
 
 const catalog = {
   features: [
@@ -14,6 +14,8 @@ const catalog = {
 
 export async function main(url?: string): Promise<void> {
   const engine: Engine = url ? Engine.connect(url, { pollInterval: 5, cacheDir: '/tmp/entitle' }) : Engine.fromCatalog(catalog);
+  engine.on('change', (e: ChangeEvent) => console.log(`version ${e.previousVersion} -> ${e.version} at ${e.at.toISOString()}`));
+  engine.on('sync', (e: SyncEvent) => console.warn(e.kind, e.message));
   try {
     const ready: boolean = await engine.waitReady(5000);
     const on: boolean = engine.enabled('cus_pro', 'sso');
