@@ -102,11 +102,23 @@ class Edge:
         path.write_text(json.dumps(data))
         run_cli("publish", str(path), "--edge", str(self.dir))
 
-    def start(self) -> None:
+    def start_on(self, port: int) -> None:
+        """Starts serving again on a port it served on before (to test recovery)."""
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.start(port)
+                return
+            except pytest.fail.Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def start(self, port: int = 0) -> None:
         if not ENTITLE_BIN.is_file():
             pytest.fail(f"{ENTITLE_BIN} not found: build it with `cargo build --release`")
         self.process = subprocess.Popen(
-            [str(ENTITLE_BIN), "serve", str(self.dir), "--addr", "127.0.0.1:0"],
+            [str(ENTITLE_BIN), "serve", str(self.dir), "--addr", f"127.0.0.1:{port}"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
         ready, _, _ = select.select([self.process.stdout], [], [], 30)

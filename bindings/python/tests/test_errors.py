@@ -44,10 +44,22 @@ def test_catalog_that_is_not_utf8() -> None:
 
 
 def test_catalog_dict_that_json_cannot_write() -> None:
-    with pytest.raises(TypeError, match="not JSON serializable"):
-        Engine.from_catalog({"features": [], "x": object()})
-    with pytest.raises(ValueError):
+    # Every catalog problem is a CatalogError naming the value's path, like the library's own.
+    data = catalog()
+    data["features"][1]["default"] = float("inf")
+    with pytest.raises(CatalogError, match=r"^features\[1\]\.default: inf .*unlimited") as info:
+        Engine.from_catalog(data)
+    assert info.value.code == 8
+    with pytest.raises(CatalogError, match=r"^default: inf"):
+        Engine.from_catalog({"default": float("inf")})
+    with pytest.raises(CatalogError, match=r"^x: nan"):
         Engine.from_catalog({"features": [], "x": float("nan")})
+    with pytest.raises(CatalogError, match=r"^x\[0\]: a object is not a catalog value"):
+        Engine.from_catalog({"features": [], "x": [object()]})
+    with pytest.raises(CatalogError, match=r"^catalog: key 1 is not a string"):
+        Engine.from_catalog({1: []})
+    with pytest.raises(TypeError, match="dict or JSON text"):
+        Engine.from_catalog(42)  # type: ignore[arg-type]
 
 
 def test_file_errors_are_os_errors(tmp_path: Path) -> None:
@@ -57,6 +69,42 @@ def test_file_errors_are_os_errors(tmp_path: Path) -> None:
     assert str(missing) in str(info.value) and info.value.code == 7
     with pytest.raises(OSError):
         Engine.from_file(tmp_path)  # a directory
+
+
+def test_file_errors_are_the_matching_os_error_subclass(tmp_path: Path) -> None:
+    import errno
+    import pickle
+
+    missing = tmp_path / "missing.snap"
+    with pytest.raises(FileNotFoundError) as info:
+        Engine.from_file(missing)
+    e = info.value
+    assert isinstance(e, FileError) and isinstance(e, EntitleError)
+    assert (e.errno, e.filename, e.code) == (errno.ENOENT, str(missing), 7)
+    assert e.strerror == "No such file or directory"
+    assert type(e).__name__ == "FileError"
+    with pytest.raises(IsADirectoryError) as dir_info:
+        Engine.from_file(tmp_path)
+    assert dir_info.value.errno == errno.EISDIR and dir_info.value.filename == str(tmp_path)
+    with pytest.raises(NotADirectoryError):
+        Engine.from_file(_file(tmp_path) / "x")
+    # replace_file maps the same way, and keeps the content.
+    engine = Engine.from_catalog(catalog())
+    with pytest.raises(FileNotFoundError):
+        engine.replace_file(missing)
+    assert engine.limit("cus_pro", "projects") == 50
+    # A pickled FileError comes back as the same subclass with the same fields.
+    again = pickle.loads(pickle.dumps(e))
+    assert isinstance(again, FileNotFoundError) and again.filename == str(missing)
+    # Built by hand without a system error, it is a plain FileError.
+    plain = FileError("something odd", 7)
+    assert type(plain) is FileError and plain.errno is None and str(plain) == "something odd"
+
+
+def _file(tmp_path: Path) -> Path:
+    path = tmp_path / "plain-file"
+    path.write_text("x")
+    return path
 
 
 def test_snapshot_errors(tmp_path: Path, snapshots: Dict[str, Path]) -> None:

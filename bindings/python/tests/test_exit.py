@@ -23,6 +23,10 @@ PRELUDE = textwrap.dedent("""
     assert long_polling.wait_ready(20), long_polling.status
     retrying = entitle.Engine.connect("http://127.0.0.1:9", poll_interval=0.05, max_backoff=0.1)
     static = entitle.Engine.from_catalog(catalog)
+    # Listener threads (every connected engine has one; the static engine gets one here) wait
+    # in native code without the GIL while the interpreter shuts down.
+    static.on_change(lambda old, new: None)
+    polling.on_event(lambda event: None)
 
     class Holder:
         pass

@@ -27,12 +27,14 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import enum
+import errno as _errno
 import json
 import math
 import numbers
 import os
+import re
 import weakref
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Type, Union
 
 from . import _entitle
 from ._entitle import Decision, Feature, formats, library_version
@@ -43,13 +45,17 @@ __all__ = [
     "CatalogError",
     "ClosedError",
     "ConnectError",
+    "DEFAULT_WAIT_READY_TIMEOUT",
     "Decision",
     "DeltaError",
     "Engine",
     "EntitleError",
+    "Event",
+    "EventKind",
     "Feature",
     "FeatureType",
     "FileError",
+    "Limit",
     "Reason",
     "SnapshotError",
     "Status",
@@ -162,6 +168,9 @@ UNLIMITED = Unlimited()
 """The limit of a feature with no limit. Compares above every int; see :class:`Unlimited`."""
 
 Limit = Union[int, Unlimited]
+"""The type of a limit: an ``int``, or :data:`UNLIMITED`. Narrow it with
+``isinstance(limit, int)`` or ``limit is UNLIMITED``; :meth:`Engine.limit` and
+:attr:`Decision.limit` return it."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -307,8 +316,73 @@ class DeltaError(EntitleError):
     """A delta is unreadable, or was made for another base or feature list. Content is kept."""
 
 
+# "<path>: <strerror> (os error <errno>)": the library's detail of an I/O error.
+_OS_ERROR = re.compile(r"^(?P<path>.*): (?P<strerror>[^:]*) \(os error (?P<errno>\d+)\)$", re.S)
+
+
 class FileError(EntitleError, OSError):
-    """A file could not be read. Also an ``OSError``."""
+    """A file could not be read. Also an ``OSError`` of the matching subclass.
+
+    ``errno``, ``strerror`` and ``filename`` are set from the system error, and the class is also
+    the matching built-in subclass: a missing file is a :class:`FileNotFoundError`, an unreadable
+    one a :class:`PermissionError`, a directory an :class:`IsADirectoryError`, so
+    ``except FileNotFoundError`` works as for ``open()``.
+    """
+
+    def __new__(cls, message: str = "", code: int = 0) -> "FileError":
+        if cls is FileError:
+            found = _OS_ERROR.match(message)
+            if found is not None:
+                cls = _FILE_ERROR_CLASSES.get(int(found["errno"]), FileError)
+        # One argument only: given two, OSError would read them as (errno, strerror).
+        return OSError.__new__(cls, message)
+
+    def __init__(self, message: str = "", code: int = 0) -> None:
+        super().__init__(message, code)
+        found = _OS_ERROR.match(message)
+        if found is not None:
+            self.errno = int(found["errno"])
+            self.strerror = found["strerror"]
+            self.filename = found["path"]
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def __reduce__(self) -> Any:
+        # Rebuilt through FileError, which picks the subclass again from the message.
+        return (FileError, (str(self), self.code))
+
+
+class _FileNotFoundError(FileError, FileNotFoundError):
+    pass
+
+
+class _PermissionError(FileError, PermissionError):
+    pass
+
+
+class _IsADirectoryError(FileError, IsADirectoryError):
+    pass
+
+
+class _NotADirectoryError(FileError, NotADirectoryError):
+    pass
+
+
+class _InterruptedError(FileError, InterruptedError):
+    pass
+
+
+_FILE_ERROR_CLASSES: Dict[int, Type[FileError]] = {
+    _errno.ENOENT: _FileNotFoundError,
+    _errno.EACCES: _PermissionError,
+    _errno.EPERM: _PermissionError,
+    _errno.EISDIR: _IsADirectoryError,
+    _errno.ENOTDIR: _NotADirectoryError,
+    _errno.EINTR: _InterruptedError,
+}
+for _cls in _FILE_ERROR_CLASSES.values():
+    _cls.__name__ = _cls.__qualname__ = "FileError"
 
 
 class ConnectError(EntitleError):
@@ -323,6 +397,10 @@ class ClosedError(EntitleError, ValueError):
     """The engine was closed."""
 
 
+from . import _events  # noqa: E402  (needs the classes above)
+from ._events import Event, EventKind  # noqa: E402
+
+
 # --------------------------------------------------------------------------------------------
 # Engine
 
@@ -334,10 +412,38 @@ def _track(engine: Engine) -> Engine:
     return engine
 
 
-def _catalog_default(value: object) -> object:
+def _catalog_json(value: object, path: str = "") -> Any:
+    """``value`` as JSON-ready data; a value JSON cannot carry is a CatalogError naming its path
+    (``customers[0].overrides.seats``), as the library names the values it refuses."""
     if value is UNLIMITED:
         return "unlimited"
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            where = path or "catalog"
+            raise CatalogError(
+                f"{where}: {value!r} is not a catalog value (write \"unlimited\" or "
+                "entitle.UNLIMITED for no limit)", 8)
+        return value
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise CatalogError(f"{path or 'catalog'}: key {key!r} is not a string", 8)
+            out[key] = _catalog_json(item, f"{path}.{key}" if path else key)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_catalog_json(item, f"{path}[{i}]") for i, item in enumerate(value)]
+    raise CatalogError(f"{path or 'catalog'}: a {type(value).__name__} is not a catalog value", 8)
+
+
+def _json_text(data: Any) -> str:
+    return json.dumps(data, allow_nan=False, separators=(",", ":"))
+
+
+DEFAULT_WAIT_READY_TIMEOUT = 5.0
+"""Seconds :meth:`Engine.wait_ready` waits when no timeout is given."""
 
 
 class Engine(_entitle.Engine):
@@ -351,7 +457,7 @@ class Engine(_entitle.Engine):
     An engine is also a context manager that closes it on exit.
     """
 
-    __slots__ = ()
+    __slots__ = ("_listener",)
 
     @classmethod
     def from_file(cls, path: Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]) -> Engine:
@@ -387,7 +493,10 @@ class Engine(_entitle.Engine):
                 offending value, e.g. ``customers[0].overrides.seats: ...``.
         """
         if isinstance(catalog, Mapping):
-            catalog = json.dumps(catalog, default=_catalog_default, allow_nan=False)
+            catalog = _json_text(_catalog_json(catalog))
+        elif not isinstance(catalog, (str, bytes, bytearray, memoryview)):
+            raise TypeError(
+                f"catalog must be a dict or JSON text, not {type(catalog).__name__}")
         return _track(cls._from_catalog_json(catalog))
 
     @classmethod
@@ -436,7 +545,7 @@ class Engine(_entitle.Engine):
         Raises:
             ConnectError: the URL or token is invalid, or the sync thread cannot start.
         """
-        return _track(
+        engine = _track(
             cls._connect(
                 url,
                 token,
@@ -450,6 +559,9 @@ class Engine(_entitle.Engine):
                 persist_interval,
             )
         )
+        # Sync failures, recoveries, staleness and changes go to logging.getLogger("entitle").
+        engine._listen()
+        return engine
 
     def replace_file(self, path: Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]) -> None:
         """Replaces the whole content with a snapshot or catalog file (told apart by content).
@@ -458,6 +570,59 @@ class Engine(_entitle.Engine):
         is kept and FileError, SnapshotError or CatalogError is raised.
         """
         super().replace_file(os.fspath(path))
+
+    def wait_ready(self, timeout: Optional[float] = DEFAULT_WAIT_READY_TIMEOUT) -> bool:
+        """Waits until the engine has content (from its cache or a first successful sync).
+
+        Waits at most ``timeout`` seconds (default :data:`DEFAULT_WAIT_READY_TIMEOUT`, 5;
+        ``None``: as long as it takes) and returns whether the content came. Engines that do
+        not sync are ready at once. Lookups on other threads go on meanwhile; Ctrl-C
+        interrupts the wait. In async code, wait off the event loop:
+        ``await asyncio.to_thread(engine.wait_ready, 10)``.
+        """
+        return bool(super().wait_ready(timeout))
+
+    def on_change(self, callback: Callable[[int, int], object]) -> Callable[[int, int], object]:
+        """Calls ``callback(old_version, new_version)`` after each change of the content.
+
+        Changes come from the sync thread, :meth:`replace`, :meth:`replace_file` and
+        :meth:`apply_delta`. The callback runs on the engine's listener thread (never on the
+        thread doing lookups, which it does not slow down), in order, one at a time; an
+        exception it raises is logged to ``logging.getLogger("entitle")``, not raised. Returns
+        ``callback``, so it also works as a decorator; :meth:`remove_listener` unregisters it.
+        """
+        self._listen().add(callback, None)
+        return callback
+
+    def on_event(self, callback: Callable[[Event], object]) -> Callable[[Event], object]:
+        """Calls ``callback(event)`` for every :class:`Event` of the engine: version changes,
+        sync failures and recoveries, staleness, cache problems. Same thread and error rules as
+        :meth:`on_change`; returns ``callback``."""
+        self._listen().add(None, callback)
+        return callback
+
+    def remove_listener(self, callback: Callable[..., object]) -> bool:
+        """Unregisters a callback given to :meth:`on_change` or :meth:`on_event`; returns
+        whether it was registered."""
+        listener: Optional[_events.Listener] = getattr(self, "_listener", None)
+        return listener is not None and listener.remove(callback)
+
+    def _listen(self) -> _events.Listener:
+        if self.closed:
+            raise ClosedError("the engine is closed", 17)
+        listener: Optional[_events.Listener] = getattr(self, "_listener", None)
+        if listener is None:
+            listener = self._listener = _events.Listener(self)
+        return listener
+
+    def close(self) -> None:
+        """Stops the engine's sync thread (if any) and its listener, and frees its memory.
+
+        Idempotent; later lookups raise :class:`ClosedError`."""
+        super().close()
+        listener: Optional[_events.Listener] = getattr(self, "_listener", None)
+        if listener is not None:
+            listener.join(5.0)
 
     def __enter__(self) -> Engine:
         return self
@@ -481,15 +646,24 @@ def after_fork() -> None:
     ``py-call-osafterfork``). Calling it again in the same process does nothing.
     """
     for engine in list(_engines):
-        engine._after_fork()
+        if engine._after_fork():
+            listener: Optional[_events.Listener] = getattr(engine, "_listener", None)
+            if listener is not None and not engine.closed:
+                listener.after_fork()
 
 
 def _stop_all() -> None:
     # At interpreter exit, stop the sync threads while the interpreter is still whole, rather
     # than during module teardown. Engines keep answering (from their last content) for the rest
     # of the shutdown, e.g. to other atexit handlers; their memory goes with the objects.
-    for engine in list(_engines):
+    engines = list(_engines)
+    for engine in engines:
         engine._stop_sync()
+    # Closing woke every listener thread: let them finish their last callbacks.
+    for engine in engines:
+        listener: Optional[_events.Listener] = getattr(engine, "_listener", None)
+        if listener is not None:
+            listener.join(2.0)
 
 
 _entitle._setup(

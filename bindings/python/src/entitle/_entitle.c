@@ -321,6 +321,7 @@ typedef struct {
 } DecisionObject;
 
 static PyTypeObject DecisionType;
+static int put(PyObject *dict, const char *key, PyObject *value);
 
 static PyObject *
 decision_new(const entitle_decision *d)
@@ -498,8 +499,50 @@ Decision_reduce(DecisionObject *self, PyObject *Py_UNUSED(ignored))
                          (int)self->d.unlimited);
 }
 
+/* to_dict(): the decision as JSON-ready values: "unlimited" for UNLIMITED (the catalog's
+ * spelling), plain strings for the reason and the feature type. */
+static PyObject *
+Decision_to_dict(DecisionObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *value;
+    switch (self->d.feature_type) {
+    case ENTITLE_FEATURE_TYPE_FLAG:
+        value = PyBool_FromLong(self->d.value != 0);
+        break;
+    case ENTITLE_FEATURE_TYPE_LIMIT:
+        value = self->d.unlimited ? PyUnicode_FromString("unlimited")
+                                  : PyLong_FromUnsignedLongLong(self->d.value);
+        break;
+    default:
+        value = Py_NewRef(Py_None);
+        break;
+    }
+    static const char *const type_names[N_FEATURE_TYPES] = {NULL, "flag", "limit"};
+    const char *type_name =
+        self->d.feature_type < N_FEATURE_TYPES ? type_names[self->d.feature_type] : NULL;
+    PyObject *d = PyDict_New();
+    if (d == NULL) {
+        Py_XDECREF(value);
+        return NULL;
+    }
+    if (put(d, "feature_type",
+            type_name == NULL ? Py_NewRef(Py_None) : PyUnicode_FromString(type_name)) < 0 ||
+        put(d, "value", value) < 0 ||
+        put(d, "enabled", PyBool_FromLong(self->d.enabled)) < 0 ||
+        put(d, "reason", PyUnicode_FromString(entitle_reason_name((uint32_t)self->d.reason))) < 0 ||
+        put(d, "version", PyLong_FromUnsignedLongLong(self->d.version)) < 0) {
+        Py_DECREF(d);
+        return NULL;
+    }
+    return d;
+}
+
 static PyMethodDef Decision_methods[] = {
     {"__reduce__", (PyCFunction)Decision_reduce, METH_NOARGS, NULL},
+    {"to_dict", (PyCFunction)Decision_to_dict, METH_NOARGS,
+     "to_dict($self, /)\n--\n\n"
+     "-> dict. The decision as JSON-ready values: feature_type (\"flag\", \"limit\" or None),\n"
+     "value (a bool, an int, \"unlimited\" or None), enabled, reason (its name) and version."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1080,11 +1123,13 @@ Engine_replace_file(EngineObject *self, PyObject *path)
     Py_RETURN_NONE;
 }
 
-/* Stops the sync thread of `self->engine` without the GIL (it waits for the thread). */
+/* Closes `e`: stops its sync thread without the GIL (it waits for the thread) and wakes the
+ * event listener. A static engine has no thread to wait for: closing only wakes its listener. */
 static void
 stop_sync(EngineObject *self, entitle_engine *e)
 {
     if (!self->connected) {
+        entitle_engine_close(e);
         return;
     }
     self->busy++;
@@ -1259,6 +1304,50 @@ Engine_wait_ready(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, P
     }
     lease_end(self);
     return Py_NewRef(ready ? Py_True : Py_False);
+}
+
+/* _next_event(after_seq, timeout): waits without the GIL, at most `timeout` seconds, for the
+ * engine's first event after `after_seq`. Returns (seq, kind, old_version, new_version, at_ms,
+ * message), or None when the timeout ran out; raises ClosedError once the engine is closed and
+ * every event was seen. Meant for the one listener thread per engine (entitle/_events.py). */
+static PyObject *
+Engine_next_event(EngineObject *self, PyObject *args)
+{
+    unsigned long long after;
+    double timeout;
+    if (!PyArg_ParseTuple(args, "Kd:_next_event", &after, &timeout)) {
+        return NULL;
+    }
+    if (!(timeout >= 0) || timeout > 86400.0) {
+        PyErr_Format(err_argument, "timeout must be between 0 and 86400 seconds");
+        return NULL;
+    }
+    entitle_engine *e = lease_begin(self);
+    if (e == NULL) {
+        return NULL;
+    }
+    entitle_event ev;
+    uint8_t msg[1024];
+    size_t len = 0;
+    entitle_result r;
+    uint64_t timeout_ms = (uint64_t)ceil(timeout * 1000.0);
+    Py_BEGIN_ALLOW_THREADS
+    r = entitle_engine_next_event(e, (uint64_t)after, timeout_ms, &ev, msg, sizeof msg, &len);
+    Py_END_ALLOW_THREADS
+    lease_end(self);
+    switch (r) {
+    case ENTITLE_RESULT_OK:
+        return Py_BuildValue("KIKKLN", (unsigned long long)ev.seq, (unsigned int)ev.kind,
+                             (unsigned long long)ev.old_version,
+                             (unsigned long long)ev.new_version, (long long)ev.at_ms,
+                             PyUnicode_DecodeUTF8((const char *)msg, (Py_ssize_t)len, "replace"));
+    case ENTITLE_RESULT_TIMEOUT:
+        Py_RETURN_NONE;
+    case ENTITLE_RESULT_CLOSED:
+        return closed_error();
+    default:
+        return raise_result(r, OP_OTHER);
+    }
 }
 
 /* One of the status texts as str, or None when empty. */
@@ -1947,6 +2036,8 @@ static PyMethodDef Engine_methods[] = {
      "-> bool. Waits until the engine has content (from its cache or a first successful sync), at\n"
      "most `timeout` seconds (None: as long as it takes). Returns whether it has. Engines\n"
      "that do not sync are ready at once. Lookups on other threads go on meanwhile."},
+    {"_next_event", (PyCFunction)Engine_next_event, METH_VARARGS,
+     "_next_event(after_seq, timeout): the next engine event, None on timeout (internal)."},
     {"_stop_sync", (PyCFunction)Engine_stop_sync, METH_NOARGS,
      "_stop_sync(): stops the sync thread; the engine keeps answering."},
     {"close", (PyCFunction)Engine_close, METH_NOARGS,
