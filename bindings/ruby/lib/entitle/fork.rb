@@ -17,8 +17,8 @@ module Entitle
   end
 
   # Restarts the sync threads of every live syncing engine in a forked child. The fork hook calls
-  # it; call it yourself only after a fork that bypasses Process._fork (a C extension calling
-  # fork(2)). Calling it again in the same process does nothing. Returns how many engines were
+  # it; call it yourself only after a fork that bypasses Process._fork (Process.daemon on Ruby
+  # 3.1, a C extension calling fork(2)). Calling it again in the same process does nothing. Returns how many engines were
   # restarted.
   def self.after_fork
     restarted = Engine.__after_fork
