@@ -2,6 +2,7 @@ package entitle_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"runtime"
 	"sync"
@@ -119,4 +120,57 @@ func TestEventGoroutineEnds(t *testing.T) {
 		settle()
 		return runtime.NumGoroutine() <= base
 	})
+}
+
+func TestNextEvent(t *testing.T) {
+	s := buildSnapshots(t)
+	e, err := entitle.FromSnapshot(s.v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	if _, err := e.NextEvent(ctx, 0); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("no event yet: %v", err)
+	}
+	cancel()
+	if err := e.ApplyDelta(s.delta); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := e.NextEvent(t.Context(), 0)
+	if err != nil || ev.Kind != entitle.EventVersionChanged || ev.OldVersion != 1 || ev.NewVersion != 2 || ev.Seq == 0 || ev.At.IsZero() {
+		t.Fatalf("after a delta: %+v, %v", ev, err)
+	}
+	// A waiter is woken by the next change, and by Close.
+	got := make(chan entitle.Event, 1)
+	go func() {
+		next, _ := e.NextEvent(context.Background(), ev.Seq)
+		got <- next
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if err := e.Replace(s.v1); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case next := <-got:
+		if next.Seq != ev.Seq+1 || next.OldVersion != 2 || next.NewVersion != 1 {
+			t.Errorf("the next event: %+v", next)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiter was not woken by the change")
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.NextEvent(context.Background(), ev.Seq+1)
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	_ = e.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, entitle.ErrClosed) {
+			t.Errorf("after Close: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not end the wait")
+	}
 }

@@ -30,17 +30,23 @@ import (
 	"context"
 	"math"
 	"strconv"
+	"sync"
 	"time"
 
 	entitle "example.invalid/entitle/bindings/go"
 	of "github.com/open-feature/go-sdk/openfeature"
 )
 
-// Provider answers OpenFeature evaluations from an entitle engine. It does not own the engine:
-// Shutdown leaves it open, and its creator closes it. Safe for concurrent use.
+// Provider answers OpenFeature evaluations from an entitle engine, and forwards its content changes
+// as PROVIDER_CONFIGURATION_CHANGED events. It does not own the engine: Shutdown leaves it open,
+// and its creator closes it. Safe for concurrent use.
 type Provider struct {
 	engine      *entitle.Engine
 	readyWithin time.Duration
+	events      chan of.Event
+	mu          sync.Mutex
+	stop        context.CancelFunc // ends the goroutine following the engine's events
+	stopped     chan struct{}
 }
 
 // Option configures a Provider.
@@ -55,7 +61,7 @@ func WithReadyTimeout(d time.Duration) Option {
 
 // New makes a provider that answers from engine.
 func New(engine *entitle.Engine, opts ...Option) *Provider {
-	p := &Provider{engine: engine, readyWithin: 10 * time.Second}
+	p := &Provider{engine: engine, readyWithin: 10 * time.Second, events: make(chan of.Event, 16)}
 	for _, o := range opts {
 		o(p)
 	}
@@ -85,14 +91,76 @@ func (p *Provider) InitWithContext(ctx context.Context, _ of.EvaluationContext) 
 		return &of.ProviderInitError{ErrorCode: of.ProviderNotReadyCode,
 			Message: "the entitle engine has no content yet (state " + string(p.engine.Status().State) + ")"}
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stop == nil {
+		follow, stop := context.WithCancel(context.Background())
+		p.stop, p.stopped = stop, make(chan struct{})
+		go p.forward(follow, p.stopped)
+	}
 	return nil
 }
 
-// Shutdown does nothing: the engine belongs to its creator, who closes it.
-func (p *Provider) Shutdown() {}
+// forward turns the engine's events into provider events until ctx ends or the engine closes:
+// a content version change is PROVIDER_CONFIGURATION_CHANGED, staleness PROVIDER_STALE and a
+// recovery PROVIDER_READY. Sync failures are not forwarded as errors: the engine keeps answering
+// from its last good content, and an error state would hide it.
+func (p *Provider) forward(ctx context.Context, done chan<- struct{}) {
+	defer close(done)
+	var after uint64
+	for {
+		ev, err := p.engine.NextEvent(ctx, after)
+		if err != nil {
+			return // closed, or shut down
+		}
+		after = ev.Seq
+		var out of.Event
+		switch ev.Kind {
+		case entitle.EventVersionChanged:
+			out = of.Event{EventType: of.ProviderConfigChange, ProviderEventDetails: of.ProviderEventDetails{
+				Message:       "entitle content version " + strconv.FormatUint(ev.NewVersion, 10),
+				EventMetadata: map[string]any{"old_version": int64(ev.OldVersion), "new_version": int64(ev.NewVersion)}}}
+		case entitle.EventStale:
+			out = of.Event{EventType: of.ProviderStale, ProviderEventDetails: of.ProviderEventDetails{
+				Message: "entitle content is stale"}}
+		case entitle.EventSyncRecovered:
+			out = of.Event{EventType: of.ProviderReady, ProviderEventDetails: of.ProviderEventDetails{
+				Message: "entitle sync recovered"}}
+		default:
+			continue
+		}
+		out.ProviderName = "entitle"
+		select {
+		case p.events <- out:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
 
-// ShutdownWithContext does nothing, as Shutdown.
-func (p *Provider) ShutdownWithContext(context.Context) error { return nil }
+// EventChannel gives the provider's events to the SDK (see forward).
+func (p *Provider) EventChannel() <-chan of.Event {
+	return p.events
+}
+
+// Shutdown stops following the engine's events. It does not close the engine: the engine belongs
+// to its creator.
+func (p *Provider) Shutdown() {
+	p.mu.Lock()
+	stop, stopped := p.stop, p.stopped
+	p.stop, p.stopped = nil, nil
+	p.mu.Unlock()
+	if stop != nil {
+		stop()
+		<-stopped
+	}
+}
+
+// ShutdownWithContext is Shutdown.
+func (p *Provider) ShutdownWithContext(context.Context) error {
+	p.Shutdown()
+	return nil
+}
 
 // decide evaluates flag for the context's targeting key; a non-empty error result means the
 // caller's default is returned.
@@ -209,4 +277,5 @@ func (p *Provider) ObjectEvaluation(_ context.Context, flag string, defaultValue
 var (
 	_ of.FeatureProvider          = (*Provider)(nil)
 	_ of.ContextAwareStateHandler = (*Provider)(nil)
+	_ of.EventHandler             = (*Provider)(nil)
 )

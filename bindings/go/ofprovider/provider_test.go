@@ -3,6 +3,10 @@ package ofprovider_test
 import (
 	"context"
 	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -170,4 +174,64 @@ func TestInitWaitsForContent(t *testing.T) {
 	if err == nil {
 		t.Fatal("initialization succeeded without content")
 	}
+}
+
+// A change of the engine's content reaches the SDK's handlers as PROVIDER_CONFIGURATION_CHANGED.
+func TestContentChangesAreConfigurationChanges(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "catalog.json")
+	if err := os.WriteFile(src, []byte(catalog), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"1", "2"} {
+		out, err := exec.Command(entitleBin(t), "build", src, "-o", filepath.Join(dir, "v"+v+".snap"), "--version", v).CombinedOutput()
+		if err != nil {
+			t.Fatalf("entitle build: %v\n%s", err, out)
+		}
+	}
+	engine, err := entitle.FromFile(filepath.Join(dir, "v1.snap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer engine.Close()
+	api := isolated.NewAPI()
+	defer api.Shutdown(context.Background())
+	changes := make(chan of.EventDetails, 4)
+	handler := func(d of.EventDetails) { changes <- d }
+	api.AddHandler(of.ProviderConfigChange, &handler)
+	if err := api.SetProviderAndWait(t.Context(), ofprovider.New(engine)); err != nil {
+		t.Fatal(err)
+	}
+	if err := engine.ReplaceFile(filepath.Join(dir, "v2.snap")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-changes:
+		if d.ProviderName != "entitle" || d.EventMetadata["new_version"] != int64(2) {
+			t.Errorf("event details: %+v", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no PROVIDER_CONFIGURATION_CHANGED after the content changed")
+	}
+}
+
+// entitleBin is the entitle command: $ENTITLE_BIN or the repository's release build.
+func entitleBin(t *testing.T) string {
+	t.Helper()
+	if bin := os.Getenv("ENTITLE_BIN"); bin != "" {
+		return bin
+	}
+	_, file, _, _ := runtime.Caller(0)
+	target := os.Getenv("CARGO_TARGET_DIR")
+	repo := filepath.Join(filepath.Dir(file), "..", "..", "..")
+	if target == "" {
+		target = filepath.Join(repo, "target")
+	} else if !filepath.IsAbs(target) {
+		target = filepath.Join(repo, target)
+	}
+	bin := filepath.Join(target, "release", "entitle")
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("%s not found: build it with `cargo build --release -p entitle-cli` (or set ENTITLE_BIN)", bin)
+	}
+	return bin
 }
