@@ -299,7 +299,11 @@ class Engine extends EventEmitter {
     super();
     this.#h = handle;
     this.#connected = connected;
-    // The event thread runs only while someone listens ('change' or 'sync').
+    this.#hook();
+  }
+
+  // The event thread runs only while someone listens ('change' or 'sync').
+  #hook() {
     this.on('newListener', (event) => {
       if (EVENTS.includes(event) && !native.isClosed(this.#h)) {
         native.watch(this.#h, (kind, seq, previousVersion, version, atMs, message) =>
@@ -311,6 +315,18 @@ class Engine extends EventEmitter {
         native.unwatch(this.#h);
       }
     });
+  }
+
+  /** As EventEmitter's; the engine keeps watching for events only while 'change' or 'sync' has listeners. */
+  removeAllListeners(...args) {
+    super.removeAllListeners(...args);
+    if (this.listenerCount('newListener') === 0 || this.listenerCount('removeListener') === 0) {
+      super.removeAllListeners('newListener');
+      super.removeAllListeners('removeListener');
+      this.#hook();
+    }
+    if (EVENTS.every((e) => this.listenerCount(e) === 0)) native.unwatch(this.#h);
+    return this;
   }
 
   #deliver(kind, seq, previousVersion, version, atMs, message) {

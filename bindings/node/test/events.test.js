@@ -73,6 +73,10 @@ test('the event thread runs only while listened to, and stops on close()', async
   assert.ok(await waitUntil(() => threads() === baseline, 5_000), 'the thread did not stop');
   engine.on('change', listener);
   assert.equal(threads(), baseline + 1);
+  engine.removeAllListeners();
+  assert.ok(await waitUntil(() => threads() === baseline, 5_000), 'removeAllListeners() did not stop the thread');
+  engine.on('change', listener); // and listening again starts it again
+  assert.equal(threads(), baseline + 1);
   engine.close();
   assert.ok(await waitUntil(() => threads() === baseline, 5_000), 'close() did not stop the thread');
   engine.on('change', listener); // no thread for a closed engine
