@@ -10,13 +10,16 @@
  *
  * Lifetime: the engine lives in a `shared_engine` with a reference count. The handle (owned by the
  * JS thread) holds one reference until close() or its finalizer; every piece of work that uses
- * the engine off the JS thread (a waitReady on the libuv pool, the change-event thread) holds one
- * more. The last reference frees the engine, so it is never freed under a running call, and
- * close() never waits for a pending waitReady: closing the engine wakes it.
+ * the engine off the JS thread (a waitReady's thread, the change-event thread) holds one more.
+ * The last reference frees the engine, so it is never freed under a running call, and close()
+ * never waits for a pending waitReady: closing the engine wakes it.
+ *
+ * Also here: feature handles (an entitle_feature in a small external) and batches, which take
+ * their ids as one joined string.
  *
  * State per Node environment (the main thread and each worker load their own instance): the
- * error factory from index.js and a scratch Float64Array that check() and entitlements() fill,
- * kept with napi_set_instance_data. There are no other globals.
+ * error factory from index.js and a scratch Float64Array that check() fills, kept with
+ * napi_set_instance_data. There are no other globals.
  */
 #define NAPI_VERSION 8
 #include <node_api.h>
