@@ -21,6 +21,21 @@
 //! assert_eq!(seats.reason, Reason::Subscription);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! Features an application knows at start-up are resolved once into a [`FeatureHandle`], which
+//! skips finding the key on every lookup and stays correct across snapshot swaps; many customers
+//! (or many features) are answered in one call whose cache misses overlap:
+//!
+//! ```
+//! use entitle_core::Engine;
+//! let engine = Engine::from_catalog_json(br#"{"features": [{"key": "sso", "type": "flag"}],
+//!   "customers": [{"id": "cus_A", "overrides": {"sso": true}}]}"#)?;
+//! let sso = engine.feature("sso")?;
+//! assert!(engine.check_feature("cus_A", sso).enabled());
+//! let answers = engine.check_customers(sso, &["cus_A", "cus_B", "cus_C"]);
+//! assert_eq!(answers.iter().filter(|d| d.enabled()).count(), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 

@@ -10,9 +10,9 @@ rounds=${1:-5}
 data=target/bench-data
 mkdir -p "$data"
 
-cargo build --release --quiet -p entitle-ffi -p entitle-cli
 cargo build --release --quiet -p entitle-ffi --example bench_handles
 if [ ! -s "$data/synth-1m.snap" ] || [ ! -s "$data/synth-1m.ids" ]; then
+  cargo build --release --quiet -p entitle-cli
   target/release/entitle synth --customers 1000000 -o "$data/synth-1m.json"
   target/release/entitle build "$data/synth-1m.json" -o "$data/synth-1m.snap"
   grep -o '{"id": "cus_[^"]*"' "$data/synth-1m.json" | cut -d'"' -f4 >"$data/synth-1m.ids"

@@ -64,8 +64,9 @@ def customer_ids(catalog: Path) -> list[str]:
     return ids
 
 
-def measure(rows: list[tuple[str, str, int, int]], g: dict, repeat: int) -> list[tuple[str, float, float]]:
-    """(name, median, best) ns per call for each (name, stmt, calls per execution, executions).
+def measure(rows: list[tuple[str, str, int, int]], g: dict,
+            repeat: int) -> list[tuple[str, float, float, list[float]]]:
+    """(name, median, best, runs) ns per call for each (name, stmt, calls per execution, executions).
 
     The rows take turns, one run each per round, so that a change in the machine's load (other
     processes) affects every row alike rather than whichever ran at the time."""
@@ -74,7 +75,7 @@ def measure(rows: list[tuple[str, str, int, int]], g: dict, repeat: int) -> list
     for _ in range(repeat):
         for i, (timer, calls, number) in enumerate(timers):
             runs[i].append(timer.timeit(number) / (calls * number) * 1e9)
-    return [(row[0], statistics.median(r), min(r)) for row, r in zip(rows, runs)]
+    return [(row[0], statistics.median(r), min(r), r) for row, r in zip(rows, runs)]
 
 
 def machine() -> str:
@@ -134,10 +135,16 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(f"snapshot: {args.customers} customers, {snap.stat().st_size / 1e6:.1f} MB; "
           f"{args.repeat} rounds; load average at the end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
-    print("| call | ns/call, median | best run |")
-    print("|---|---:|---:|")
-    for name, median, best in results:
-        print(f"| {name} | {median:.0f} | {best:.0f} |")
+    # Each row's ratio to the dict floor of its group (hot or random), per round, then the median
+    # over the rounds: the floor and the row ran within the same round, under the same load.
+    hot_floor, random_floor = results[0][3], results[next(
+        i for i, r in enumerate(results) if r[0].startswith("dict floor, random"))][3]
+    print("| call | ns/call, median | best run | ratio to the dict floor (median of rounds) |")
+    print("|---|---:|---:|---:|")
+    for name, median, best, runs in results:
+        floor = random_floor if "random" in name else hot_floor
+        ratio = statistics.median(r / f for r, f in zip(runs, floor))
+        print(f"| {name} | {median:.0f} | {best:.0f} | {ratio:.2f} |")
 
 
 if __name__ == "__main__":
