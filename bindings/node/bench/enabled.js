@@ -12,6 +12,9 @@
 // drawn from the whole catalog (each call misses the CPU caches, as in production); their loop
 // reads each id from an array, which "loop alone" shows. "one N-API call" is the addon's smallest
 // function (one external argument, a boolean back): the price of crossing into C and back.
+// Besides wall time, each row reports the CPU time the process used per call
+// (`process.cpuUsage()`, user + system), which leaves out the time it waited for a core on a
+// loaded machine (the loop runs on one thread; the others are idle).
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
@@ -95,22 +98,27 @@ async function main() {
     ['`engine.check(c, f)`, random', S, () => { let x = 0; for (let i = 0; i < S; i++) if (engine.check(sample[i], 'sso').enabled) x++; return x; }],
   ];
   const times = rows.map(() => []);
+  const cpu = rows.map(() => []);
   let sink = 0;
   for (const [, , run] of rows) sink += run(); // warm up: let the JIT compile every loop
   for (let r = 0; r < rounds; r++) {
     rows.forEach(([, calls, run], i) => {
+      const c0 = process.cpuUsage();
       const t0 = process.hrtime.bigint();
       sink += run();
       times[i].push(Number(process.hrtime.bigint() - t0) / calls);
+      const c = process.cpuUsage(c0);
+      cpu[i].push(((c.user + c.system) * 1000) / calls);
     });
   }
-  const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
-  console.log(`machine: ${cpu}, ${os.cpus().length} cores; ${os.type()} ${os.release()}; Node ${process.version}`);
+  const model = os.cpus()[0]?.model ?? 'unknown CPU';
+  console.log(`machine: ${model}, ${os.cpus().length} cores; ${os.type()} ${os.release()}; Node ${process.version}`);
   console.log(`snapshot: ${customers} customers, ${(fs.statSync(snap).size / 1e6).toFixed(1)} MB; ${rounds} rounds; ` +
     `load average at the end: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} (sink ${sink > 0})`);
-  console.log('| call | ns/call, median | best round |');
-  console.log('|---|---:|---:|');
-  rows.forEach(([name], i) => console.log(`| ${name} | ${median(times[i]).toFixed(0)} | ${Math.min(...times[i]).toFixed(0)} |`));
+  console.log('| call | wall ns/call, median | best round | CPU ns/call, median | best round |');
+  console.log('|---|---:|---:|---:|---:|');
+  rows.forEach(([name], i) => console.log(`| ${name} | ${median(times[i]).toFixed(0)} | ${Math.min(...times[i]).toFixed(0)} | ` +
+    `${median(cpu[i]).toFixed(0)} | ${Math.min(...cpu[i]).toFixed(0)} |`));
   engine.close();
   native.close(handle);
 }
