@@ -20,7 +20,7 @@ if [ "$(ulimit -n)" -lt $((clients + 1000)) ]; then
   exit 1
 fi
 
-cargo build --quiet --release -p entitle-cli --example edge_load
+cargo build --quiet --release -p entitle-cli --bin entitle --example edge_load
 bin=$PWD/target/release/entitle
 load=$PWD/target/release/examples/edge_load
 

@@ -31,12 +31,6 @@ use manifest::Watcher;
 use metrics::Metrics;
 use routes::{Content, Edge};
 
-/// mimalloc instead of the system allocator: with thousands of connections each allocating and
-/// freeing small buffers on every request, glibc's malloc spent a fifth of the server's time in its
-/// free lists (perf, 10,000 long-polls answered at once).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The longest bearer token accepted, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 4096;
 
