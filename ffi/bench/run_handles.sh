@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Feature handles and batches: ns per lookup from Rust (the core, `ffi/examples/bench_handles.rs`)
 # and from C through libentitle.a (`ffi/bench/bench_handles.c`), each run measuring its own floor
-# (one dependent random load over 32 MiB) first. The programs take turns, ROUNDS times (default 5),
-# so that load changes hit both alike; prints medians over the rounds, the best round, and each
-# row's median ratio to the floor of the same run. Usage: ffi/bench/run_handles.sh [ROUNDS]
+# (one dependent random load over 32 MiB) first; times are thread CPU time. The programs take
+# turns, ROUNDS times (default 5), so that load changes hit both alike; prints medians over the
+# rounds, the best round, and each row's median ratio to the floor of the same run.
+# Usage: ffi/bench/run_handles.sh [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-5}

@@ -11,10 +11,9 @@
 //! - `random_batch`: the same stream, 64 customers per `check_customers_at` call;
 //! - `unknown_handle`: ids that are in no snapshot.
 //!
-//! Usage: `cargo run --release -p entitle-ffi --example bench_handles -- SNAPSHOT IDS_FILE`
+//! Times are thread CPU time (Linux). Usage: `cargo run --release -p entitle-ffi --example bench_handles -- SNAPSHOT IDS_FILE`
 
 use std::hint::black_box;
-use std::time::Instant;
 
 use entitle_core::{Engine, PackedIds};
 
@@ -29,8 +28,36 @@ fn next_random(s: &mut u64) -> u64 {
     s.wrapping_mul(2_685_821_657_736_338_717)
 }
 
+/// `struct timespec` on 64-bit Linux.
+#[repr(C)]
+struct Timespec {
+    sec: i64,
+    nsec: i64,
+}
+
+extern "C" {
+    fn clock_gettime(clock: i32, out: *mut Timespec) -> i32;
+}
+
+/// `CLOCK_THREAD_CPUTIME_ID` on Linux.
+const THREAD_CPU: i32 = 3;
+
+/// This thread's CPU time in ns, not wall time: on a machine shared with other work, time spent
+/// descheduled would otherwise count as lookup time (as in `bench_handles.c`).
+#[derive(Clone, Copy)]
+struct Instant(f64);
+
+impl Instant {
+    fn now() -> Instant {
+        let mut ts = Timespec { sec: 0, nsec: 0 };
+        // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+        unsafe { clock_gettime(THREAD_CPU, &mut ts) };
+        Instant(ts.sec as f64 * 1e9 + ts.nsec as f64)
+    }
+}
+
 fn per_call(start: Instant, calls: usize) -> f64 {
-    start.elapsed().as_nanos() as f64 / calls as f64
+    (Instant::now().0 - start.0) / calls as f64
 }
 
 /// A random cyclic permutation of the 64-byte lines of 32 MiB: each line holds the next's index.
