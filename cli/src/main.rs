@@ -7,10 +7,12 @@ mod stripe;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
-use entitle_core::edge::{publish, PublishOptions, DEFAULT_KEEP};
+use entitle_core::edge::{publish, PublishOptions, DEFAULT_KEEP, MAX_KEEP};
 use entitle_core::{
     diff, dump, load_source, read_file, synth, unix_now, BuildOptions, Catalog, Decision, Delta,
     Engine, Error, Limit, Snapshot, SyncConfig, View,
@@ -111,8 +113,9 @@ enum Command {
         /// The edge directory (created when missing).
         #[arg(long)]
         edge: PathBuf,
-        /// How many deltas the manifest keeps; clients further behind fetch the full snapshot.
-        #[arg(long, default_value_t = DEFAULT_KEEP)]
+        /// How many deltas the manifest keeps (at most 1000); clients further behind fetch the full
+        /// snapshot.
+        #[arg(long, default_value_t = DEFAULT_KEEP, value_parser = keep_arg)]
         keep: usize,
         /// Start a new lineage at version 1 (clients then fetch the full snapshot).
         #[arg(long)]
@@ -151,6 +154,10 @@ enum Command {
         /// Seconds per request (a long-poll adds its wait).
         #[arg(long, default_value_t = 60.0)]
         timeout: f64,
+        /// The largest snapshot or delta to download, in bytes (default 256 MiB).
+        #[arg(long, default_value_t = entitle_core::DEFAULT_MAX_ARTIFACT_BYTES,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        max_artifact_bytes: u64,
     },
     /// Build the catalog from a Stripe account and keep an edge current from its webhooks.
     Stripe {
@@ -327,15 +334,18 @@ fn run(command: Command) -> Result<(), String> {
             long_poll,
             max_staleness,
             timeout,
+            max_artifact_bytes,
         } => {
             let config = SyncConfig {
                 url,
                 token: token_file.map(|f| read_token(&f)).transpose()?,
-                poll_interval: seconds(poll, "--poll")?,
-                request_timeout: seconds(timeout, "--timeout")?,
+                poll_interval: positive_seconds(poll, "--poll")?,
+                request_timeout: positive_seconds(timeout, "--timeout")?,
                 cache_dir,
-                max_staleness: seconds(max_staleness, "--max-staleness")?,
+                max_staleness: positive_seconds(max_staleness, "--max-staleness")?,
+                // 0 means plain polling.
                 long_poll: Some(seconds(long_poll, "--long-poll")?).filter(|d| !d.is_zero()),
+                max_artifact_bytes,
                 ..SyncConfig::default()
             };
             watch(config, &customer, &feature)
@@ -347,6 +357,31 @@ fn run(command: Command) -> Result<(), String> {
 fn seconds(value: f64, flag: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(value)
         .map_err(|_| format!("{flag}: {value} is not a number of seconds"))
+}
+
+/// A duration that must be above zero (as the Python package and the C ABI's non-default values
+/// require): at least a millisecond.
+fn positive_seconds(value: f64, flag: &str) -> Result<Duration, String> {
+    let d = seconds(value, flag)?;
+    if d < Duration::from_millis(1) {
+        return Err(format!(
+            "{flag}: {value} is not a number of seconds > 0 (at least 0.001)"
+        ));
+    }
+    Ok(d)
+}
+
+fn keep_arg(text: &str) -> Result<usize, String> {
+    let n: usize = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number"))?;
+    if n > MAX_KEEP {
+        return Err(format!(
+            "{n} is more than {MAX_KEEP}: a longer chain would not fit the manifest (1 MiB), and a \
+             client that far behind is better served by the snapshot"
+        ));
+    }
+    Ok(n)
 }
 
 /// Reads a bearer token: the file's content without surrounding whitespace.
@@ -361,11 +396,17 @@ fn read_token(path: &Path) -> Result<String, String> {
 }
 
 /// Prints what an application syncing from the edge sees: a line at start and at every change of
-/// the answer or the sync state. Runs until the process is stopped.
+/// the answer or the sync state. Runs until SIGTERM or SIGINT, then closes the engine (which writes
+/// the newest content to the cache directory) and exits successfully.
 fn watch(config: SyncConfig, customer: &str, feature: &str) -> Result<(), String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
+    }
     let engine = Engine::connect(config).map_err(|e| e.to_string())?;
     let mut last: Option<(String, entitle_core::SyncState)> = None;
-    loop {
+    while !stop.load(Ordering::Relaxed) {
         let decision = engine.check(customer, feature);
         let status = engine.status();
         let answer = decision_json(&decision, None, 1);
@@ -392,6 +433,11 @@ fn watch(config: SyncConfig, customer: &str, feature: &str) -> Result<(), String
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+    engine.close();
+    if let Some(e) = engine.status().cache_error {
+        return Err(format!("stopped; the cache was not written: {e}"));
+    }
+    Ok(())
 }
 
 /// The `check` answer as SPEC section 3 prints it, keys in the documented order.

@@ -595,7 +595,9 @@ enum Loose {
     UInt(u64),
     NegInt(i64),
     /// A number written with a fraction or exponent, or too large for 64 bits.
-    Float,
+    /// A number JSON reads as floating point: written with a fraction or an exponent, or a whole
+    /// number too large for 64 bits.
+    Float(f64),
     Str(String),
     Array,
     Object(Vec<(String, Loose)>),
@@ -656,8 +658,8 @@ impl<'de> Visitor<'de> for LooseVisitor {
             Loose::NegInt(v)
         })
     }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Loose, E> {
-        Ok(Loose::Float)
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Loose, E> {
+        Ok(Loose::Float(v))
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Loose, E> {
         Ok(Loose::Str(v.to_owned()))
@@ -679,16 +681,25 @@ impl<'de> Visitor<'de> for LooseVisitor {
 }
 
 impl Loose {
-    fn describe(&self) -> &'static str {
+    fn describe(&self) -> String {
         match self {
-            Loose::Null => "null",
-            Loose::Bool(_) => "a boolean",
-            Loose::UInt(_) => "a number",
-            Loose::NegInt(_) => "a negative number",
-            Loose::Float => "a number that is not a whole number",
-            Loose::Str(_) => "a string",
-            Loose::Array => "an array",
-            Loose::Object(_) => "an object",
+            Loose::Null => "null".into(),
+            Loose::Bool(_) => "a boolean".into(),
+            Loose::UInt(_) => "a number".into(),
+            Loose::NegInt(_) => "a negative number".into(),
+            Loose::Float(v) if v.fract() != 0.0 || !v.is_finite() => {
+                "a number that is not a whole number".into()
+            }
+            // 2^64 and above: serde_json reads integers that overflow u64 as floats.
+            Loose::Float(v) if v.abs() >= 18_446_744_073_709_551_616.0 => {
+                "a number too large for 64 bits".into()
+            }
+            Loose::Float(v) => format!(
+                "{v} written with a decimal point or an exponent (write it as the integer {v:.0})"
+            ),
+            Loose::Str(_) => "a string".into(),
+            Loose::Array => "an array".into(),
+            Loose::Object(_) => "an object".into(),
         }
     }
 

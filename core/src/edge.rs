@@ -50,6 +50,9 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 pub const MANIFEST_FORMAT: u32 = 1;
 /// How many deltas [`publish`] keeps in the manifest's chain by default.
 pub const DEFAULT_KEEP: usize = 32;
+/// The most deltas `entitle publish --keep` accepts: a chain of 1,000 entries (about 330 bytes
+/// each) stays well inside [`MAX_MANIFEST_BYTES`]; [`publish`] trims any chain to fit regardless.
+pub const MAX_KEEP: usize = 1000;
 /// The largest manifest a client accepts.
 pub const MAX_MANIFEST_BYTES: usize = 1 << 20;
 /// The lock file inside an edge directory: [`publish`] holds an exclusive advisory lock (`flock`)
@@ -458,7 +461,8 @@ pub fn read_manifest(dir: &Path) -> Result<Option<Manifest>, EdgeError> {
 /// Options for [`publish`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PublishOptions {
-    /// How many deltas the manifest's chain keeps (0: none; clients always fetch the snapshot).
+    /// How many deltas the manifest's chain keeps (0: none; clients always fetch the snapshot). The
+    /// chain is also trimmed so that the manifest fits [`MAX_MANIFEST_BYTES`].
     pub keep: usize,
     /// Start a new lineage at version 1 instead of continuing the edge's history.
     pub new_lineage: bool,
@@ -605,7 +609,7 @@ pub fn publish(
     for sub in ["snapshots", "deltas"] {
         sync_dir(&dir.join(sub));
     }
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         lineage: previous
             .as_ref()
             .map_or_else(new_lineage_id, |m| m.lineage.clone()),
@@ -614,6 +618,7 @@ pub fn publish(
         snapshot: entry,
         deltas,
     };
+    trim_to_fit(&mut manifest);
     write_manifest(dir, &manifest)?;
     let removed = collect_garbage(dir, &manifest, previous.as_ref());
     Ok(Published {
@@ -683,6 +688,21 @@ fn try_lock_exclusive(file: &File) -> std::io::Result<bool> {
         std::io::ErrorKind::Unsupported,
         "publishing needs flock(2): a Unix file system",
     ))
+}
+
+/// Drops the oldest deltas until the manifest's JSON fits [`MAX_MANIFEST_BYTES`], which every client
+/// refuses to exceed (clients further behind fetch the snapshot).
+fn trim_to_fit(manifest: &mut Manifest) {
+    loop {
+        let len = manifest.to_json().len();
+        let n = manifest.deltas.len();
+        if len <= MAX_MANIFEST_BYTES || n == 0 {
+            return;
+        }
+        let per_entry = (len / (n + 1)).max(1);
+        let drop = ((len - MAX_MANIFEST_BYTES) / per_entry + 1).min(n);
+        manifest.deltas.drain(..drop);
+    }
 }
 
 /// Loads and verifies the snapshot the manifest names as current.
@@ -896,6 +916,69 @@ mod tests {
             .modified()
             .unwrap();
         assert!(mtime.duration_since(UNIX_EPOCH).unwrap().as_secs() >= 5);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_chain_that_would_overflow_the_manifest_is_trimmed() {
+        let dir = temp("overflow");
+        let first = publish(&dir, &catalog(2), &PublishOptions::default()).unwrap();
+        // A history of deltas (files present) that fills the manifest to within one entry of the
+        // cap: one more delta would overflow it.
+        let mut m = first.manifest.clone();
+        let c = m.snapshot.checksum;
+        std::fs::create_dir_all(dir.join("deltas")).unwrap();
+        let entry = |i: u64| DeltaEntry {
+            from: i + 1,
+            to: i + 2,
+            from_checksum: c,
+            to_checksum: c,
+            checksum: 7,
+            bytes: 100,
+            path: delta_path(i + 1, i + 2, c),
+        };
+        let top = 99_999;
+        m.version = top;
+        m.snapshot.version = top;
+        let base = m.to_json().len();
+        m.deltas.push(entry(9_999));
+        let per = m.to_json().len() - base;
+        let mut n = ((MAX_MANIFEST_BYTES - base) / per).saturating_sub(10) as u64;
+        m.deltas = (0..n).map(entry).collect();
+        while m.to_json().len() + per <= MAX_MANIFEST_BYTES {
+            m.deltas.push(entry(n));
+            n += 1;
+        }
+        for d in &m.deltas {
+            std::fs::write(dir.join(&d.path), b"x").unwrap();
+        }
+        assert!(m.to_json().len() <= MAX_MANIFEST_BYTES);
+        // Its current snapshot: the real content, built as that version.
+        let snap = std::fs::read(dir.join(&first.manifest.snapshot.path)).unwrap();
+        let s = Snapshot::from_bytes(snap).unwrap();
+        let bumped = Snapshot::build(
+            &catalog(2),
+            BuildOptions {
+                version: top,
+                created_at: s.created_at(),
+            },
+        )
+        .unwrap();
+        m.snapshot = SnapshotEntry::for_snapshot(&bumped);
+        m.deltas.last_mut().unwrap().to_checksum = bumped.checksum();
+        write_artifact(&dir, &m.snapshot.path, bumped.as_bytes()).unwrap();
+        write_manifest(&dir, &m).unwrap();
+        let opts = PublishOptions {
+            keep: usize::MAX,
+            ..PublishOptions::default()
+        };
+        let next = publish(&dir, &catalog(3), &opts).unwrap();
+        assert!(next.manifest.to_json().len() <= MAX_MANIFEST_BYTES);
+        assert!(next.manifest.deltas.len() > 1000);
+        assert_eq!(next.manifest.deltas.last().unwrap().to, top + 1);
+        // Readers accept it, and the next publish works.
+        assert_eq!(read_manifest(&dir).unwrap().unwrap(), next.manifest);
+        publish(&dir, &catalog(4), &opts).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -71,15 +71,60 @@ impl From<ApplyError> for Error {
     }
 }
 
-/// Reads a file, naming it in the error.
+/// The largest input file [`read_file`] reads: 2 GiB, far above any real catalog or snapshot.
+pub const MAX_INPUT_BYTES: u64 = 2 << 30;
+
+/// Reads a snapshot, delta or catalog file, naming it in the error. Only regular files and pipes
+/// are read (a directory or a device such as `/dev/zero` is refused at once), and at most
+/// [`MAX_INPUT_BYTES`]: a larger regular file is refused before it is read, a pipe once it has sent
+/// more.
 ///
 /// # Errors
-/// [`Error::Io`] naming `path`.
+/// [`Error::Io`] naming `path`: unreadable, not a regular file or pipe, or too large.
 pub fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
-    std::fs::read(path).map_err(|source| Error::Io {
+    use std::io::Read;
+    let io = |source: std::io::Error| Error::Io {
         path: path.to_owned(),
         source,
-    })
+    };
+    let refuse = |msg: String| io(std::io::Error::new(std::io::ErrorKind::InvalidInput, msg));
+    let file = std::fs::File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    let kind = meta.file_type();
+    #[cfg(unix)]
+    let pipe = std::os::unix::fs::FileTypeExt::is_fifo(&kind);
+    #[cfg(not(unix))]
+    let pipe = false;
+    if !kind.is_file() && !pipe {
+        let what = if kind.is_dir() {
+            "a directory"
+        } else {
+            "a device or other special file"
+        };
+        return Err(refuse(format!(
+            "not a regular file ({what}); give a snapshot, delta or catalog file"
+        )));
+    }
+    let too_large = |n: u64| {
+        refuse(format!(
+            "{n} bytes or more is larger than the {MAX_INPUT_BYTES}-byte limit for input files"
+        ))
+    };
+    if meta.len() > MAX_INPUT_BYTES {
+        return Err(too_large(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(if kind.is_file() {
+        meta.len() as usize
+    } else {
+        0
+    });
+    file.take(MAX_INPUT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_INPUT_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 /// Loads a snapshot or a catalog from bytes, told apart by content: snapshot magic, else JSON.
@@ -89,6 +134,13 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
 pub fn load_source(bytes: Vec<u8>) -> Result<Snapshot, Error> {
     if bytes.starts_with(crate::snapshot::format::SNAPSHOT_MAGIC) {
         return Ok(Snapshot::from_bytes(bytes)?);
+    }
+    if bytes.starts_with(crate::snapshot::format::DELTA_MAGIC) {
+        // Not JSON either: say what it is rather than report an invalid catalog.
+        return Err(FormatError::BadMagic {
+            expected: "snapshot or catalog (this is a delta: apply it to its base snapshot)",
+        }
+        .into());
     }
     let catalog = Catalog::from_json(&bytes)?;
     Ok(Snapshot::build(&catalog, BuildOptions::default())?)

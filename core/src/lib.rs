@@ -60,12 +60,15 @@ pub use catalog::{
 };
 pub use delta::{diff, ApplyError, Delta};
 pub use dump::{dump, DumpError};
-pub use engine::{load_source, read_file, Engine, Error};
+pub use engine::{load_source, read_file, Engine, Error, MAX_INPUT_BYTES};
 pub use events::{Event, EventKind, WaitError, EVENT_RING_CAPACITY};
 pub use handle::{CustomerIds, FeatureHandle, PackedIds, TooManyFeatureKeys, MAX_FEATURE_KEYS};
 pub use model::{Decision, FeatureType, Limit, Reason, Value, MAX_LIMIT};
 pub use snapshot::{BuildOptions, FeatureInfo, FormatError, Snapshot};
 pub use store::Store;
 #[cfg(feature = "sync")]
-pub use sync::{EdgeClient, Outcome, Round, Status, SyncConfig, SyncError, SyncState};
+pub use sync::{
+    EdgeClient, Outcome, Round, Status, SyncConfig, SyncError, SyncState,
+    DEFAULT_MAX_ARTIFACT_BYTES,
+};
 pub use view::{unix_now, View};

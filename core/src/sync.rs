@@ -73,9 +73,19 @@ pub struct SyncConfig {
     /// The longest pause between retries after failures (default 60 s).
     pub max_backoff: Duration,
     /// The shortest time between two cache writes after deltas (default 30 s); a full snapshot from
-    /// the edge is written at once.
+    /// the edge is written at once, and `close()` (or dropping the engine) writes what is newer.
     pub persist_interval: Duration,
+    /// The largest snapshot or delta the engine downloads (default [`DEFAULT_MAX_ARTIFACT_BYTES`],
+    /// 256 MiB), counted after decompression. An artifact the manifest announces as larger is refused
+    /// before any byte of it is requested; a body that turns out larger is cut off at the limit and
+    /// refused. Either way the status reports it and the last good content keeps serving.
+    pub max_artifact_bytes: u64,
 }
+
+/// The default [`SyncConfig::max_artifact_bytes`]: 256 MiB. Snapshots take about 60-100 bytes per
+/// customer, so this leaves room for a few million customers, while a hostile or broken edge cannot
+/// make an engine hold more than this per download (or wait for more to arrive).
+pub const DEFAULT_MAX_ARTIFACT_BYTES: u64 = 256 << 20;
 
 impl Default for SyncConfig {
     fn default() -> SyncConfig {
@@ -90,6 +100,7 @@ impl Default for SyncConfig {
             long_poll: None,
             max_backoff: Duration::from_secs(60),
             persist_interval: Duration::from_secs(30),
+            max_artifact_bytes: DEFAULT_MAX_ARTIFACT_BYTES,
         }
     }
 }
@@ -283,6 +294,7 @@ pub struct EdgeClient {
     token: Option<String>,
     request_timeout: Duration,
     long_poll: Option<u64>,
+    max_artifact_bytes: u64,
     etag: Option<String>,
     lineage: Option<String>,
     edge_version: Option<u64>,
@@ -312,7 +324,8 @@ fn agent_for(config: &SyncConfig) -> ureq::Agent {
         .timeout_resolve(connect)
         .timeout_connect(connect)
         .timeout_global(Some(config.request_timeout))
-        .max_redirects(4)
+        // Redirects are followed by EdgeClient::get, within the edge's origin only.
+        .max_redirects(0)
         .user_agent(concat!("entitle/", env!("CARGO_PKG_VERSION")))
         .build();
     ureq::Agent::with_parts(
@@ -420,6 +433,11 @@ impl EdgeClient {
                 .long_poll
                 .map(|d| d.as_secs().min(MAX_LONG_POLL_SECONDS))
                 .filter(|&s| s > 0),
+            max_artifact_bytes: if config.max_artifact_bytes == 0 {
+                DEFAULT_MAX_ARTIFACT_BYTES
+            } else {
+                config.max_artifact_bytes
+            },
             etag: None,
             lineage: None,
             edge_version: None,
@@ -446,36 +464,92 @@ impl EdgeClient {
         format!("{}/{path}", self.base)
     }
 
+    /// GETs `url`, following up to [`MAX_REDIRECTS`] redirects within the edge's origin (the bearer
+    /// token goes along); a redirect to another scheme, host or port is refused.
     fn get(
         &self,
         url: &str,
         if_none_match: Option<&str>,
         timeout: Duration,
-        limit: u64,
+        limit: Limit,
     ) -> Result<Fetched, SyncError> {
-        let mut req = self.agent.get(url);
-        if let Some(t) = &self.token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        if let Some(tag) = if_none_match {
-            req = req.header("if-none-match", tag);
-        }
+        let started = Instant::now();
+        let mut target = url.to_owned();
+        let mut redirects = 0;
+        let mut resp = loop {
+            let transport = |e: ureq::Error| SyncError::Transport {
+                url: url.to_owned(),
+                message: match e {
+                    ureq::Error::Timeout(t) => format!("timed out ({t})"),
+                    other => other.to_string(),
+                },
+            };
+            let mut req = self.agent.get(&target);
+            if let Some(t) = &self.token {
+                req = req.header("authorization", format!("Bearer {t}"));
+            }
+            if let Some(tag) = if_none_match {
+                req = req.header("if-none-match", tag);
+            }
+            let left = timeout.saturating_sub(started.elapsed()).max(MIN_INTERVAL);
+            let resp = req
+                .config()
+                .timeout_global(Some(left))
+                .build()
+                .call()
+                .map_err(transport)?;
+            let status = resp.status().as_u16();
+            if !matches!(status, 301 | 302 | 303 | 307 | 308) {
+                break resp;
+            }
+            let location = resp
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let next = resolve_location(&target, location);
+            let refuse = |why: String| SyncError::Transport {
+                url: url.to_owned(),
+                message: why,
+            };
+            match next {
+                Some(next) if same_origin(&next, &self.base) => {
+                    redirects += 1;
+                    if redirects > MAX_REDIRECTS {
+                        return Err(refuse(format!(
+                            "more than {MAX_REDIRECTS} redirects (last to {next})"
+                        )));
+                    }
+                    target = next;
+                }
+                Some(next) => {
+                    return Err(refuse(format!(
+                        "HTTP {status} redirects to {next}, outside the edge's origin: refused (an \
+                         edge cannot send a client to another host)"
+                    )))
+                }
+                None => {
+                    return Err(refuse(format!(
+                        "HTTP {status} with an unusable Location {location:?}"
+                    )))
+                }
+            }
+        };
         let transport = |e: ureq::Error| SyncError::Transport {
             url: url.to_owned(),
             message: match e {
                 ureq::Error::Timeout(t) => format!("timed out ({t})"),
-                ureq::Error::BodyExceedsLimit(n) => {
-                    format!("the body is larger than the {n} bytes the manifest announces")
-                }
+                ureq::Error::BodyExceedsLimit(n) => match limit {
+                    Limit::Manifest => {
+                        format!("the manifest is larger than the {n} bytes a client accepts")
+                    }
+                    Limit::Announced(_) => {
+                        format!("the body is larger than the {n} bytes the manifest announces")
+                    }
+                },
                 other => other.to_string(),
             },
         };
-        let mut resp = req
-            .config()
-            .timeout_global(Some(timeout))
-            .build()
-            .call()
-            .map_err(transport)?;
         let long_poll = resp.headers().contains_key(LONG_POLL_HEADER);
         match resp.status().as_u16() {
             304 => Ok(Fetched {
@@ -492,7 +566,7 @@ impl EdgeClient {
                 let body = resp
                     .body_mut()
                     .with_config()
-                    .limit(limit)
+                    .limit(limit.bytes())
                     .read_to_vec()
                     .map_err(transport)?;
                 Ok(Fetched {
@@ -524,18 +598,15 @@ impl EdgeClient {
             None => (manifest_url.clone(), self.request_timeout),
         };
         let started = Instant::now();
-        let fetched = self.get(
-            &request_url,
-            self.etag.as_deref(),
-            timeout,
-            MAX_MANIFEST_BYTES as u64,
-        )?;
+        let fetched = self.get(&request_url, self.etag.as_deref(), timeout, Limit::Manifest)?;
+        // A long-poll answer that brings nothing new ("nothing changed in `wait` seconds") lets the
+        // next round start at once only if the server really held the request: one that came back
+        // early (a 304, or a 200 with the same manifest from a proxy that drops the ETag) did not
+        // wait, and the next round must not follow at once.
+        let held = self
+            .long_poll
+            .is_some_and(|w| started.elapsed() >= Duration::from_secs(w) / 2);
         let Some(body) = fetched.body else {
-            // A 304 from a long-poll server answers "nothing changed in `wait` seconds"; one that
-            // comes back early did not wait, and the next round must not follow at once.
-            let held = self
-                .long_poll
-                .is_some_and(|w| started.elapsed() >= Duration::from_secs(w) / 2);
             return Ok(Round {
                 outcome: Outcome::Unchanged,
                 edge_version: self.edge_version,
@@ -552,10 +623,11 @@ impl EdgeClient {
         self.lineage = Some(manifest.lineage.clone());
         self.etag = fetched.etag;
         self.edge_version = Some(manifest.version);
+        let changed = matches!(outcome, Outcome::Updated { .. });
         Ok(Round {
             outcome,
             edge_version: Some(manifest.version),
-            long_polled: fetched.long_poll && self.long_poll.is_some(),
+            long_polled: fetched.long_poll && self.long_poll.is_some() && (changed || held),
             server_long_poll: fetched.long_poll,
             note,
         })
@@ -590,7 +662,13 @@ impl EdgeClient {
         // Deltas are only trusted within a lineage (or from content of unknown lineage that the
         // chain names by checksum, such as a cache file without its metadata).
         if same_lineage || self.lineage.is_none() {
-            if let Some(chain) = manifest.chain_from(version, checksum) {
+            let full_chain = manifest.chain_from(version, checksum);
+            // Catching up through a chain larger than the snapshot would download more than the
+            // snapshot: fetch the snapshot instead.
+            let cheaper = full_chain.filter(|c| {
+                c.iter().fold(0u64, |n, d| n.saturating_add(d.bytes)) <= manifest.snapshot.bytes
+            });
+            if let Some(chain) = cheaper {
                 let (n, result) = self.apply_chain(store, chain);
                 applied = n;
                 match result {
@@ -605,7 +683,10 @@ impl EdgeClient {
                     }
                     Err(e) => note = Some(format!("{e}; fetched the full snapshot instead")),
                 }
-            } else if same_lineage && manifest.deltas.first().is_some_and(|d| d.from <= version) {
+            } else if full_chain.is_none()
+                && same_lineage
+                && manifest.deltas.first().is_some_and(|d| d.from <= version)
+            {
                 note = Some(format!(
                     "the edge's delta chain has a gap after version {version}; fetched the full \
                      snapshot instead"
@@ -628,7 +709,17 @@ impl EdgeClient {
 
     fn fetch_artifact(&self, path: &str, bytes: u64) -> Result<(String, Vec<u8>), SyncError> {
         let url = self.url(path);
-        let fetched = self.get(&url, None, self.request_timeout, bytes)?;
+        if bytes > self.max_artifact_bytes {
+            return Err(SyncError::Artifact {
+                url,
+                message: format!(
+                    "the manifest announces {bytes} bytes, more than max_artifact_bytes \
+                     ({}): not downloaded",
+                    self.max_artifact_bytes
+                ),
+            });
+        }
+        let fetched = self.get(&url, None, self.request_timeout, Limit::Announced(bytes))?;
         let Some(body) = fetched.body else {
             return Err(SyncError::Http { url, status: 304 });
         };
@@ -729,6 +820,71 @@ struct Fetched {
     body: Option<Vec<u8>>,
     etag: Option<String>,
     long_poll: bool,
+}
+
+/// The most redirects followed for one request (all within the edge's origin).
+const MAX_REDIRECTS: usize = 4;
+
+/// What bounds a body, for the error that names it.
+#[derive(Clone, Copy)]
+enum Limit {
+    /// A manifest: [`MAX_MANIFEST_BYTES`].
+    Manifest,
+    /// An artifact: the size its manifest announces.
+    Announced(u64),
+}
+
+impl Limit {
+    fn bytes(self) -> u64 {
+        match self {
+            Limit::Manifest => MAX_MANIFEST_BYTES as u64,
+            Limit::Announced(n) => n,
+        }
+    }
+}
+
+/// The absolute URL a `Location` header names, relative to `current`.
+fn resolve_location(current: &str, location: &str) -> Option<String> {
+    let location = location.trim();
+    if location.is_empty() {
+        return None;
+    }
+    if location.starts_with("http://") || location.starts_with("https://") {
+        return Some(location.to_owned());
+    }
+    let (scheme, rest) = current.split_once("://")?;
+    if let Some(net) = location.strip_prefix("//") {
+        return Some(format!("{scheme}://{net}"));
+    }
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let origin = &current[..scheme.len() + 3 + authority_end];
+    if location.starts_with('/') {
+        return Some(format!("{origin}{location}"));
+    }
+    let path = &rest[authority_end..];
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+    let dir = if dir.is_empty() { "/" } else { dir };
+    Some(format!("{origin}{dir}{location}"))
+}
+
+/// Scheme, lower-cased host and port of an `http(s)://` URL.
+fn origin(url: &str) -> Option<(String, String, u16)> {
+    let uri: ureq::http::Uri = url.parse().ok()?;
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    let authority = uri.authority()?;
+    let port = authority
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    Some((scheme, authority.host().to_ascii_lowercase(), port))
+}
+
+/// Whether `url` has the same scheme, host and port as `base`.
+fn same_origin(url: &str, base: &str) -> bool {
+    match (origin(url), origin(base)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
 }
 
 /// An empty snapshot (no features): what an engine serves before its first sync.
@@ -882,6 +1038,9 @@ struct Shared {
 pub(crate) struct SyncHandle {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The process the thread runs in. In a child forked without `after_fork()` the thread does not
+    /// exist, and locks its copy held at the fork stay locked: the handle then acts as closed.
+    pid: u32,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -1107,6 +1266,14 @@ fn run(shared: Arc<Shared>, mut client: EdgeClient, mut persister: Option<Persis
             break;
         }
     }
+    // Stopping (close() or drop): write what the cache does not have yet, whatever
+    // `persist_interval` says, so that a restart with the edge down serves the newest content this
+    // process had. One snapshot build and one file write at most.
+    if let Some(persister) = &mut persister {
+        if let Some(result) = persister.persist(&shared.store, client.lineage(), Duration::ZERO) {
+            lock(&shared.progress).cache_error = result.err();
+        }
+    }
 }
 
 impl SyncHandle {
@@ -1141,10 +1308,28 @@ impl SyncHandle {
         Ok(SyncHandle {
             shared,
             thread: Mutex::new(Some(thread)),
+            pid: std::process::id(),
         })
     }
 
+    /// Whether this is a child process forked without `after_fork()`: the thread is the parent's.
+    fn forked(&self) -> bool {
+        self.pid != std::process::id()
+    }
+
     pub(crate) fn stop(&self) {
+        if self.forked() {
+            // Joining, detaching or shutting down what belongs to the parent would act on its
+            // behalf (or panic: there is no such thread here). Forget it; nothing syncs in this
+            // process until after_fork().
+            if let Ok(mut t) = self.thread.try_lock() {
+                std::mem::forget(t.take());
+            }
+            if let Ok(mut p) = self.shared.progress.try_lock() {
+                p.stop = true;
+            }
+            return;
+        }
         lock(&self.shared.progress).stop = true;
         self.shared.changed.notify_all();
         if let Some(agent) = lock(&self.shared.agent).take() {
@@ -1157,6 +1342,10 @@ impl SyncHandle {
     }
 
     fn wait_ready(&self, timeout: Duration) -> bool {
+        if self.forked() {
+            // No thread will bring content here: answer for what there is, without waiting.
+            return self.progress_copy().has_data;
+        }
         let deadline = Instant::now().checked_add(timeout);
         let mut p = lock(&self.shared.progress);
         loop {
@@ -1182,8 +1371,24 @@ impl SyncHandle {
         }
     }
 
+    /// The progress; in a forked child without `after_fork()` a copy taken without waiting (the
+    /// parent's thread may have held the lock at the fork, and then it never unlocks here).
+    fn progress_copy(&self) -> Progress {
+        if !self.forked() {
+            return lock(&self.shared.progress).clone();
+        }
+        match self.shared.progress.try_lock() {
+            Ok(p) => p.clone(),
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().clone(),
+            Err(std::sync::TryLockError::WouldBlock) => Progress {
+                has_data: self.shared.store.load().version() > 0,
+                ..Progress::default()
+            },
+        }
+    }
+
     fn status(&self) -> Status {
-        let p = lock(&self.shared.progress).clone();
+        let p = self.progress_copy();
         let view = self.shared.store.load();
         let state = if !p.has_data {
             if p.failures > 0 {

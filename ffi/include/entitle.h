@@ -492,6 +492,12 @@ typedef struct entitle_sync_config {
      * The shortest time between two cache writes after deltas, in milliseconds (default 30000).
      */
     uint64_t persist_interval_ms;
+    /**
+     * The largest snapshot or delta the engine downloads, in bytes after decompression (0: the
+     * default, 268435456 = 256 MiB). A larger one is refused, before it is requested when the
+     * manifest announces it; the status reports it and the engine keeps its content.
+     */
+    uint64_t max_artifact_bytes;
 } entitle_sync_config;
 
 /**
@@ -600,12 +606,13 @@ extern "C" {
  *
  * # Errors
  * `NULL_PARAMETER` (`out` NULL, or `path` NULL with a non-zero length), `INVALID_PARAMETER`
- * (length above `PTRDIFF_MAX`), `INVALID_UTF8` (the path), `IO` (unreadable file),
- * `INVALID_CATALOG`, `BAD_MAGIC`, `UNSUPPORTED_VERSION`, `CORRUPT`, `TOO_LARGE`, `PANIC`.
+ * (length above `PTRDIFF_MAX`, or a NUL byte in the path), `IO` (unreadable file, or not a
+ * regular file), `INVALID_CATALOG`, `BAD_MAGIC`, `UNSUPPORTED_VERSION`, `CORRUPT`, `TOO_LARGE`,
+ * `PANIC`.
  *
  * # Safety
- * `path` must be valid for reading `path_len` bytes (UTF-8, no NUL terminator needed) during the
- * call; the caller keeps it. `out` must be valid for writing a pointer. Safe from any thread.
+ * `path` must be valid for reading `path_len` bytes (the path's bytes as the OS takes them, which
+ * on Unix need not be UTF-8; no NUL terminator needed) during the call; the caller keeps it. `out` must be valid for writing a pointer. Safe from any thread.
  */
 entitle_result entitle_engine_from_file(const uint8_t *path,
                                         size_t path_len,
@@ -843,12 +850,12 @@ entitle_result entitle_engine_replace_snapshot(struct entitle_engine *engine,
  * current content is kept.
  *
  * # Errors
- * `NULL_PARAMETER`, `INVALID_PARAMETER`, `INVALID_UTF8` (the path), `IO`, `INVALID_CATALOG`,
+ * `NULL_PARAMETER`, `INVALID_PARAMETER` (a NUL byte in the path), `IO`, `INVALID_CATALOG`,
  * `BAD_MAGIC`, `UNSUPPORTED_VERSION`, `CORRUPT`, `TOO_LARGE`, `PANIC`.
  *
  * # Safety
- * `engine` must be a live engine; `path` must be valid for reading `path_len` bytes during the
- * call. Safe to call concurrently with lookups and other updates from any thread.
+ * `engine` must be a live engine; `path` must be valid for reading `path_len` bytes (the path's
+ * bytes; on Unix they need not be UTF-8) during the call. Safe to call concurrently with lookups and other updates from any thread.
  */
 entitle_result entitle_engine_replace_file(struct entitle_engine *engine,
                                            const uint8_t *path,

@@ -3,7 +3,7 @@
 use entitle_core::{load_source, read_file, Decision, Engine, Limit, Reason, Snapshot, Value};
 
 use crate::error::{entitle_result, guard, guard_value, Failure};
-use crate::input::{arg_bytes, arg_str, bytes, utf8};
+use crate::input::{arg_bytes, arg_path, arg_str, bytes, utf8};
 
 /// An in-process entitlement engine: the current snapshot plus the deltas applied to it.
 ///
@@ -154,12 +154,13 @@ pub(crate) unsafe fn hand_out(out: *mut *mut entitle_engine, engine: Engine, syn
 ///
 /// # Errors
 /// `NULL_PARAMETER` (`out` NULL, or `path` NULL with a non-zero length), `INVALID_PARAMETER`
-/// (length above `PTRDIFF_MAX`), `INVALID_UTF8` (the path), `IO` (unreadable file),
-/// `INVALID_CATALOG`, `BAD_MAGIC`, `UNSUPPORTED_VERSION`, `CORRUPT`, `TOO_LARGE`, `PANIC`.
+/// (length above `PTRDIFF_MAX`, or a NUL byte in the path), `IO` (unreadable file, or not a
+/// regular file), `INVALID_CATALOG`, `BAD_MAGIC`, `UNSUPPORTED_VERSION`, `CORRUPT`, `TOO_LARGE`,
+/// `PANIC`.
 ///
 /// # Safety
-/// `path` must be valid for reading `path_len` bytes (UTF-8, no NUL terminator needed) during the
-/// call; the caller keeps it. `out` must be valid for writing a pointer. Safe from any thread.
+/// `path` must be valid for reading `path_len` bytes (the path's bytes as the OS takes them, which
+/// on Unix need not be UTF-8; no NUL terminator needed) during the call; the caller keeps it. `out` must be valid for writing a pointer. Safe from any thread.
 #[no_mangle]
 pub unsafe extern "C" fn entitle_engine_from_file(
     path: *const u8,
@@ -168,11 +169,11 @@ pub unsafe extern "C" fn entitle_engine_from_file(
 ) -> entitle_result {
     guard(|| {
         // SAFETY: the caller guarantees `path_len` readable bytes at `path`.
-        let path = unsafe { arg_str(path, path_len, "path") }?;
+        let path = unsafe { arg_path(path, path_len, "path") }?;
         if out.is_null() {
             return Err(Failure::null("out"));
         }
-        let engine = Engine::from_file(path)?;
+        let engine = Engine::from_file(&path)?;
         // SAFETY: `out` is non-NULL; the caller guarantees it is writable.
         unsafe { hand_out(out, engine, false) };
         Ok(())
@@ -633,12 +634,12 @@ pub unsafe extern "C" fn entitle_engine_replace_snapshot(
 /// current content is kept.
 ///
 /// # Errors
-/// `NULL_PARAMETER`, `INVALID_PARAMETER`, `INVALID_UTF8` (the path), `IO`, `INVALID_CATALOG`,
+/// `NULL_PARAMETER`, `INVALID_PARAMETER` (a NUL byte in the path), `IO`, `INVALID_CATALOG`,
 /// `BAD_MAGIC`, `UNSUPPORTED_VERSION`, `CORRUPT`, `TOO_LARGE`, `PANIC`.
 ///
 /// # Safety
-/// `engine` must be a live engine; `path` must be valid for reading `path_len` bytes during the
-/// call. Safe to call concurrently with lookups and other updates from any thread.
+/// `engine` must be a live engine; `path` must be valid for reading `path_len` bytes (the path's
+/// bytes; on Unix they need not be UTF-8) during the call. Safe to call concurrently with lookups and other updates from any thread.
 #[no_mangle]
 pub unsafe extern "C" fn entitle_engine_replace_file(
     engine: *mut entitle_engine,
@@ -649,8 +650,8 @@ pub unsafe extern "C" fn entitle_engine_replace_file(
         // SAFETY: the caller guarantees a live engine (or NULL) and a readable path.
         let engine = unsafe { engine_arg(engine) }?;
         // SAFETY: as above.
-        let path = unsafe { arg_str(path, path_len, "path") }?;
-        engine.replace(load_source(read_file(path.as_ref())?)?);
+        let path = unsafe { arg_path(path, path_len, "path") }?;
+        engine.replace(load_source(read_file(&path)?)?);
         Ok(())
     })
 }

@@ -72,3 +72,32 @@ pub(crate) fn utf8<'a>(b: &'a [u8], what: &'static str) -> Result<&'a str, Failu
         )
     })
 }
+
+/// The file system path at `(ptr, len)`: any bytes but NUL on Unix, where paths are bytes (a name
+/// need not be UTF-8); UTF-8 elsewhere.
+///
+/// # Safety
+/// As for [`bytes`].
+pub(crate) unsafe fn arg_path(
+    ptr: *const u8,
+    len: usize,
+    what: &'static str,
+) -> Result<std::path::PathBuf, Failure> {
+    // SAFETY: forwarded to the caller.
+    let b = unsafe { arg_bytes(ptr, len, what) }?;
+    if b.contains(&0) {
+        return Err(Failure::new(
+            entitle_result::InvalidParameter,
+            format!("{what} contains a NUL byte"),
+        ));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        Ok(std::path::PathBuf::from(std::ffi::OsStr::from_bytes(b)))
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(std::path::PathBuf::from(utf8(b, what)?))
+    }
+}

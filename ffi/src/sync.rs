@@ -1,13 +1,12 @@
 //! Engines that sync from an edge: connect, wait, status, close, and the fork hook.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use entitle_core::{Engine, Error, SyncConfig, SyncState};
 
 use crate::engine::{engine_arg, engine_ref, entitle_engine, hand_out};
 use crate::error::{entitle_result, guard, guard_value, Failure};
-use crate::input::arg_str;
+use crate::input::{arg_path, arg_str};
 
 /// How an engine connects to an edge; read by `entitle_engine_connect` during the call only.
 ///
@@ -47,6 +46,10 @@ pub struct entitle_sync_config {
     pub max_backoff_ms: u64,
     /// The shortest time between two cache writes after deltas, in milliseconds (default 30000).
     pub persist_interval_ms: u64,
+    /// The largest snapshot or delta the engine downloads, in bytes after decompression (0: the
+    /// default, 268435456 = 256 MiB). A larger one is refused, before it is requested when the
+    /// manifest announces it; the status reports it and the engine keeps its content.
+    pub max_artifact_bytes: u64,
 }
 
 /// Where an engine's sync stands (`entitle_status.state`).
@@ -176,8 +179,12 @@ unsafe fn sync_config(c: &entitle_sync_config) -> Result<SyncConfig, Failure> {
         // SAFETY: forwarded to the caller.
         token: unsafe { optional_str(c.token, c.token_len, "config.token") }?,
         // SAFETY: forwarded to the caller.
-        cache_dir: unsafe { optional_str(c.cache_dir, c.cache_dir_len, "config.cache_dir") }?
-            .map(PathBuf::from),
+        cache_dir: if c.cache_dir.is_null() && c.cache_dir_len == 0 {
+            None
+        } else {
+            // SAFETY: forwarded to the caller.
+            Some(unsafe { arg_path(c.cache_dir, c.cache_dir_len, "config.cache_dir") }?)
+        },
         poll_interval: millis(c.poll_interval_ms, d.poll_interval),
         connect_timeout: millis(c.connect_timeout_ms, d.connect_timeout),
         request_timeout: millis(c.request_timeout_ms, d.request_timeout),
@@ -185,6 +192,11 @@ unsafe fn sync_config(c: &entitle_sync_config) -> Result<SyncConfig, Failure> {
         long_poll: (c.long_poll_ms > 0).then(|| Duration::from_millis(c.long_poll_ms)),
         max_backoff: millis(c.max_backoff_ms, d.max_backoff),
         persist_interval: millis(c.persist_interval_ms, d.persist_interval),
+        max_artifact_bytes: if c.max_artifact_bytes == 0 {
+            d.max_artifact_bytes
+        } else {
+            c.max_artifact_bytes
+        },
     })
 }
 

@@ -133,6 +133,8 @@ pub enum Fault {
     FlipByte,
     /// Close the connection without answering.
     Close,
+    /// Answer `302 Found` with this `Location`.
+    Redirect(String),
 }
 
 #[derive(Clone, Debug)]
@@ -150,6 +152,10 @@ struct EdgeState {
     token: Option<String>,
     long_poll: bool,
     requests: Vec<String>,
+    /// Serve the manifest without an ETag (as a proxy that drops it would).
+    drop_etag: bool,
+    /// Extra response headers by path.
+    headers: HashMap<String, Vec<(String, String)>>,
 }
 
 struct Inner {
@@ -299,6 +305,28 @@ impl TestEdge {
         lock(&self.inner.state).long_poll = on;
     }
 
+    /// Serves the manifest without an ETag, so that clients cannot revalidate it.
+    pub fn set_drop_etag(&self, on: bool) {
+        lock(&self.inner.state).drop_etag = on;
+    }
+
+    /// Adds a response header for `path` (for example `Content-Encoding: gzip` on raw bytes).
+    pub fn header(&self, path: &str, name: &str, value: &str) {
+        lock(&self.inner.state)
+            .headers
+            .entry(path.to_owned())
+            .or_default()
+            .push((name.to_owned(), value.to_owned()));
+    }
+
+    /// Manifest requests received so far.
+    pub fn manifest_requests(&self) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.starts_with(&format!("/{MANIFEST_FILE}")))
+            .count()
+    }
+
     /// Requests received so far (path and query).
     pub fn requests(&self) -> Vec<String> {
         lock(&self.inner.state).requests.clone()
@@ -356,7 +384,7 @@ fn serve(inner: &Inner, stream: TcpStream) -> std::io::Result<()> {
         .find_map(|kv| kv.strip_prefix("wait="))
         .and_then(|w| w.parse::<u64>().ok());
 
-    let (fault, token, long_poll) = {
+    let (fault, token, long_poll, drop_etag, path_headers) = {
         let mut s = lock(&inner.state);
         s.requests.push(target.clone());
         let mut fault = None;
@@ -369,7 +397,14 @@ fn serve(inner: &Inner, stream: TcpStream) -> std::io::Result<()> {
                 break;
             }
         }
-        (fault, s.token.clone(), s.long_poll)
+        let path_headers = s.headers.get(&path).cloned().unwrap_or_default();
+        (
+            fault,
+            s.token.clone(),
+            s.long_poll,
+            s.drop_etag,
+            path_headers,
+        )
     };
     let mut out = stream;
     if let Some(token) = token {
@@ -380,6 +415,10 @@ fn serve(inner: &Inner, stream: TcpStream) -> std::io::Result<()> {
     match &fault {
         Some(Fault::Close) => return Ok(()),
         Some(Fault::Status(code)) => return respond(&mut out, *code, &[], b"fault\n", None),
+        Some(Fault::Redirect(location)) => {
+            let headers = [("Location".to_owned(), location.clone())];
+            return respond(&mut out, 302, &headers, b"", None);
+        }
         Some(Fault::Delay(d)) => {
             let end = Instant::now() + *d;
             while Instant::now() < end && !inner.stop.load(Ordering::Acquire) {
@@ -389,7 +428,7 @@ fn serve(inner: &Inner, stream: TcpStream) -> std::io::Result<()> {
         _ => {}
     }
 
-    let mut extra: Vec<(String, String)> = Vec::new();
+    let mut extra: Vec<(String, String)> = path_headers;
     let body = if path == MANIFEST_FILE {
         if long_poll {
             extra.push((LONG_POLL_HEADER.to_owned(), "25".to_owned()));
@@ -418,6 +457,9 @@ fn serve(inner: &Inner, stream: TcpStream) -> std::io::Result<()> {
         };
         drop(s);
         let tag = etag(&m);
+        if drop_etag {
+            return respond(&mut out, 200, &extra, &m, fault);
+        }
         extra.push(("ETag".to_owned(), tag.clone()));
         if if_none_match.as_deref() == Some(tag.as_str()) {
             return respond(&mut out, 304, &extra, b"", None);

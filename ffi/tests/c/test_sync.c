@@ -476,6 +476,30 @@ static void test_live_edge(const char *url, const char *publish, const char *cac
     entitle_engine_free(e);
 }
 
+/* max_artifact_bytes below the edge's snapshot: refused before download, reported, no content. */
+static void test_max_artifact_bytes(const char *url) {
+    entitle_sync_config c = config_for(url);
+    c.poll_interval_ms = 20;
+    c.max_backoff_ms = 50;
+    c.max_artifact_bytes = 64;
+    entitle_engine *e = NULL;
+    CHECK_RESULT(entitle_engine_connect(&c, &e), ENTITLE_RESULT_OK);
+    char buf[512];
+    bool refused = false;
+    double end = now_seconds() + 20;
+    while (!refused && now_seconds() < end) {
+        refused = strstr(status_text(e, ENTITLE_STATUS_TEXT_LAST_ERROR, buf, sizeof buf),
+                         "more than max_artifact_bytes (64): not downloaded") != NULL;
+        if (!refused) {
+            sleep_ms(10);
+        }
+    }
+    CHECKF(refused, "last error: %s", buf);
+    entitle_status s = status_of(e);
+    CHECK(s.version == 0 && s.failures > 0 && !entitle_engine_wait_ready(e, 0));
+    entitle_engine_free(e);
+}
+
 int main(int argc, char **argv) {
     if (argc != 5) {
         fprintf(stderr, "usage: %s FIXTURE_DIR EDGE_URL PUBLISH_COMMAND CACHE_DIR\n", argv[0]);
@@ -485,6 +509,7 @@ int main(int argc, char **argv) {
     test_plain_engine(argv[1]);
     test_events(argv[1]);
     test_unreachable_edge();
+    test_max_artifact_bytes(argv[2]);
     test_live_edge(argv[2], argv[3], argv[4]);
     return report("ffi-sync");
 }

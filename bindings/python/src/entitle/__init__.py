@@ -505,7 +505,7 @@ class Engine(_entitle.Engine):
         url: str,
         *,
         token: Optional[str] = None,
-        cache_dir: Union[str, "os.PathLike[str]", None] = None,
+        cache_dir: Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]", None] = None,
         poll_interval: Optional[float] = None,
         connect_timeout: Optional[float] = None,
         request_timeout: Optional[float] = None,
@@ -513,6 +513,7 @@ class Engine(_entitle.Engine):
         long_poll: Optional[float] = None,
         max_backoff: Optional[float] = None,
         persist_interval: Optional[float] = None,
+        max_artifact_bytes: Optional[int] = None,
     ) -> Engine:
         """An engine that keeps itself up to date from an edge, in a background thread.
 
@@ -540,10 +541,14 @@ class Engine(_entitle.Engine):
             max_backoff: the longest pause in seconds between retries after failures
                 (default 60).
             persist_interval: the shortest time in seconds between two cache writes after
-                deltas (default 30).
+                deltas (default 30); :meth:`close` writes what is newer.
+            max_artifact_bytes: the largest snapshot or delta to download, in bytes after
+                decompression (default 256 MiB). A larger one is refused (before it is requested
+                when the manifest announces its size), reported in ``status.last_error``, and the
+                engine keeps serving its content.
 
         Raises:
-            ConnectError: the URL or token is invalid, or the sync thread cannot start.
+            ConnectError: the URL, token or an option is invalid, or the sync thread cannot start.
         """
         engine = _track(
             cls._connect(
@@ -557,6 +562,7 @@ class Engine(_entitle.Engine):
                 long_poll,
                 max_backoff,
                 persist_interval,
+                max_artifact_bytes,
             )
         )
         # Sync failures, recoveries, staleness and changes go to logging.getLogger("entitle").

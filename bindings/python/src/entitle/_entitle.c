@@ -169,6 +169,23 @@ text_arg(PyObject *o, const uint8_t **ptr, size_t *len, const char *what)
     return -1;
 }
 
+/* A file system path (os.fspath already applied): a new bytes reference to the path as the OS
+ * takes it. A str is encoded as os.fsencode() does (so names that are not UTF-8, decoded by Python
+ * with surrogate escapes, come back as their bytes); bytes are taken as they are. */
+static PyObject *
+path_arg(PyObject *o, const char *what)
+{
+    if (PyUnicode_Check(o)) {
+        return PyUnicode_EncodeFSDefault(o);
+    }
+    if (PyBytes_Check(o)) {
+        return Py_NewRef(o);
+    }
+    PyErr_Format(PyExc_TypeError, "%s must be str, bytes or os.PathLike, not %.100s", what,
+                 Py_TYPE(o)->tp_name);
+    return NULL;
+}
+
 /* A count (usage, requested): an int >= 0. Values above UINT64_MAX are read as UINT64_MAX, which
  * gives the same answer: no finite limit reaches either, and an unlimited one allows both. */
 static int
@@ -730,18 +747,21 @@ setup_check(void)
 static PyObject *
 Engine_from_file(PyObject *cls, PyObject *path)
 {
-    const uint8_t *p;
-    size_t n;
-    if (setup_check() < 0 || text_arg(path, &p, &n, "path") < 0) {
+    if (setup_check() < 0) {
         return NULL;
     }
+    PyObject *raw = path_arg(path, "path"); /* owned: keeps the bytes alive without the GIL */
+    if (raw == NULL) {
+        return NULL;
+    }
+    const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(raw);
+    size_t n = (size_t)PyBytes_GET_SIZE(raw);
     entitle_engine *e = NULL;
     entitle_result r;
-    Py_INCREF(path); /* keeps p alive while the GIL is released */
     Py_BEGIN_ALLOW_THREADS
     r = entitle_engine_from_file(p, n, &e);
     Py_END_ALLOW_THREADS
-    Py_DECREF(path);
+    Py_DECREF(raw);
     if (r != ENTITLE_RESULT_OK) {
         return raise_result(r, OP_LOAD);
     }
@@ -1101,21 +1121,22 @@ Engine_apply_delta(EngineObject *self, PyObject *data)
 static PyObject *
 Engine_replace_file(EngineObject *self, PyObject *path)
 {
-    const uint8_t *p;
-    size_t n;
-    if (text_arg(path, &p, &n, "path") < 0) {
+    PyObject *raw = path_arg(path, "path");
+    if (raw == NULL) {
         return NULL;
     }
     entitle_engine *e = lease_begin(self);
     if (e == NULL) {
+        Py_DECREF(raw);
         return NULL;
     }
     entitle_result r;
-    Py_INCREF(path);
+    const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(raw);
+    size_t n = (size_t)PyBytes_GET_SIZE(raw);
     Py_BEGIN_ALLOW_THREADS
     r = entitle_engine_replace_file(e, p, n);
     Py_END_ALLOW_THREADS
-    Py_DECREF(path);
+    Py_DECREF(raw);
     lease_end(self);
     if (r != ENTITLE_RESULT_OK) {
         return raise_result(r, OP_LOAD);
@@ -1208,17 +1229,33 @@ millis_arg(PyObject *o, uint64_t *out, const char *what)
 }
 
 /* Engine._connect(url, token, cache_dir, poll_interval, connect_timeout, request_timeout,
- * max_staleness, long_poll, max_backoff, persist_interval): durations in seconds or None for the
- * library's default. */
+ * max_staleness, long_poll, max_backoff, persist_interval, max_artifact_bytes): durations in
+ * seconds or None for the library's default; max_artifact_bytes an int > 0 or None. */
 static PyObject *
 Engine_connect(PyObject *cls, PyObject *args)
 {
-    PyObject *url, *token, *cache_dir, *durations[7];
+    PyObject *url, *token, *cache_dir, *durations[7], *max_artifact;
     if (setup_check() < 0 ||
-        !PyArg_ParseTuple(args, "OOOOOOOOOO:_connect", &url, &token, &cache_dir, &durations[0],
+        !PyArg_ParseTuple(args, "OOOOOOOOOOO:_connect", &url, &token, &cache_dir, &durations[0],
                           &durations[1], &durations[2], &durations[3], &durations[4],
-                          &durations[5], &durations[6])) {
+                          &durations[5], &durations[6], &max_artifact)) {
         return NULL;
+    }
+    uint64_t max_artifact_bytes = 0; /* the library's default */
+    if (max_artifact != Py_None) {
+        if (!PyLong_Check(max_artifact)) {
+            PyErr_Format(PyExc_TypeError, "max_artifact_bytes must be an int, not %.100s",
+                         Py_TYPE(max_artifact)->tp_name);
+            return NULL;
+        }
+        unsigned long long v = PyLong_AsUnsignedLongLong(max_artifact);
+        if ((v == (unsigned long long)-1 && PyErr_Occurred()) || v == 0) {
+            PyErr_Clear();
+            PyErr_Format(err_connect, "max_artifact_bytes must be an int from 1 to 2**64-1, got %R",
+                         max_artifact);
+            return NULL;
+        }
+        max_artifact_bytes = (uint64_t)v;
     }
     static const char *const duration_names[7] = {
         "poll_interval", "connect_timeout", "request_timeout", "max_staleness",
@@ -1232,12 +1269,21 @@ Engine_connect(PyObject *cls, PyObject *args)
     }
     entitle_sync_config config;
     memset(&config, 0, sizeof config);
+    PyObject *raw_dir = NULL; /* owned: the cache directory as the OS's bytes */
+    if (cache_dir != Py_None) {
+        raw_dir = path_arg(cache_dir, "cache_dir");
+        if (raw_dir == NULL) {
+            return NULL;
+        }
+        config.cache_dir = (const uint8_t *)PyBytes_AS_STRING(raw_dir);
+        config.cache_dir_len = (size_t)PyBytes_GET_SIZE(raw_dir);
+    }
     if (text_arg(url, &config.url, &config.url_len, "url") < 0 ||
-        (token != Py_None && text_arg(token, &config.token, &config.token_len, "token") < 0) ||
-        (cache_dir != Py_None &&
-         text_arg(cache_dir, &config.cache_dir, &config.cache_dir_len, "cache_dir") < 0)) {
+        (token != Py_None && text_arg(token, &config.token, &config.token_len, "token") < 0)) {
+        Py_XDECREF(raw_dir);
         return NULL;
     }
+    config.max_artifact_bytes = max_artifact_bytes;
     config.poll_interval_ms = ms[0];
     config.connect_timeout_ms = ms[1];
     config.request_timeout_ms = ms[2];
@@ -1251,6 +1297,7 @@ Engine_connect(PyObject *cls, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     r = entitle_engine_connect(&config, &e);
     Py_END_ALLOW_THREADS
+    Py_XDECREF(raw_dir);
     if (r != ENTITLE_RESULT_OK) {
         return raise_result(r, OP_CONNECT);
     }

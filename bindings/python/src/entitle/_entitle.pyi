@@ -87,6 +87,7 @@ class Engine:
         long_poll: Optional[float],
         max_backoff: Optional[float],
         persist_interval: Optional[float],
+        max_artifact_bytes: Optional[int],
     ) -> _E: ...
     def enabled(self, customer: _Text, feature: _Text, *, at: Optional[_Time] = None) -> bool: ...
     def limit(
