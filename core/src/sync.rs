@@ -620,14 +620,19 @@ impl EdgeClient {
             message: e.to_string(),
         })?;
         let (outcome, note) = self.converge(store, &manifest)?;
+        let changed = matches!(outcome, Outcome::Updated { .. });
+        // A request without an ETag to revalidate cannot be held; once the server has given one,
+        // the next request can be (a proxy that drops ETags never gives one: no spinning).
+        let can_hold_next = self.etag.is_none() && fetched.etag.is_some();
         self.lineage = Some(manifest.lineage.clone());
         self.etag = fetched.etag;
         self.edge_version = Some(manifest.version);
-        let changed = matches!(outcome, Outcome::Updated { .. });
         Ok(Round {
             outcome,
             edge_version: Some(manifest.version),
-            long_polled: fetched.long_poll && self.long_poll.is_some() && (changed || held),
+            long_polled: fetched.long_poll
+                && self.long_poll.is_some()
+                && (changed || held || can_hold_next),
             server_long_poll: fetched.long_poll,
             note,
         })
