@@ -75,7 +75,8 @@ impl From<ApplyError> for Error {
 pub const MAX_INPUT_BYTES: u64 = 2 << 30;
 
 /// Reads a snapshot, delta or catalog file, naming it in the error. Only regular files and pipes
-/// are read (a directory or a device such as `/dev/zero` is refused at once), and at most
+/// are read (a device such as `/dev/zero` is refused at once, a directory fails with `EISDIR`), and
+/// at most
 /// [`MAX_INPUT_BYTES`]: a larger regular file is refused before it is read, a pipe once it has sent
 /// more.
 ///
@@ -95,15 +96,14 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
     let pipe = std::os::unix::fs::FileTypeExt::is_fifo(&kind);
     #[cfg(not(unix))]
     let pipe = false;
-    if !kind.is_file() && !pipe {
-        let what = if kind.is_dir() {
-            "a directory"
-        } else {
-            "a device or other special file"
-        };
-        return Err(refuse(format!(
-            "not a regular file ({what}); give a snapshot, delta or catalog file"
-        )));
+    // A directory fails below with the system's own error (EISDIR), which callers map to
+    // IsADirectoryError and the like; devices (`/dev/zero` never ends) are refused here.
+    if !kind.is_file() && !pipe && !kind.is_dir() {
+        return Err(refuse(
+            "not a regular file (a device or other special file); give a snapshot, delta or \
+             catalog file"
+                .into(),
+        ));
     }
     let too_large = |n: u64| {
         refuse(format!(
