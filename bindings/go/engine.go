@@ -341,6 +341,7 @@ func Connect(cfg SyncConfig) (*Engine, error) {
 		}
 		*d.out = ms
 	}
+	c.max_artifact_bytes = C.uint64_t(cfg.MaxArtifactBytes)
 	var out *C.entitle_engine
 	var detail C.goe_err
 	if r := C.goe_connect(&c, &out, &detail); r != C.ENTITLE_RESULT_OK {

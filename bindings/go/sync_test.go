@@ -149,3 +149,19 @@ func TestSyncEdgeDownAndWarmStart(t *testing.T) {
 		t.Error("an unreachable edge hid the cached data")
 	}
 }
+
+// An artifact above MaxArtifactBytes is refused: the engine gets no content and says why.
+func TestMaxArtifactBytes(t *testing.T) {
+	edge := newEdge(t)
+	e := connect(t, entitle.SyncConfig{URL: edge.url, MaxArtifactBytes: 64, MaxBackoff: 200 * time.Millisecond})
+	eventually(t, 20*time.Second, "the refusal to be reported", func() bool { return e.Status().Failures >= 1 })
+	st := e.Status()
+	if st.HasData() || st.LastError == "" || e.Check("cus_pro", "sso").Reason != entitle.ReasonFeatureNotFound {
+		t.Errorf("a snapshot over the limit was not refused: %+v", st)
+	}
+	// The same edge with room for it.
+	roomy := connect(t, entitle.SyncConfig{URL: edge.url, MaxArtifactBytes: 1 << 20})
+	if !ready(t, roomy, 20*time.Second) || roomy.Limit("cus_pro", "projects").Value != 50 {
+		t.Errorf("a snapshot under the limit was not loaded: %+v", roomy.Status())
+	}
+}

@@ -194,6 +194,10 @@ type SyncConfig struct {
 	MaxBackoff time.Duration
 	// PersistInterval is the shortest time between two cache writes after deltas (default 30s).
 	PersistInterval time.Duration
+	// MaxArtifactBytes is the largest snapshot or delta the engine downloads, in bytes after
+	// decompression (0: the library's default, 256 MiB). A larger one is refused, before it is
+	// requested when the manifest announces it; Status reports it and the engine keeps its content.
+	MaxArtifactBytes uint64
 	// Logger, when set, receives the engine's events from a goroutine that waits for them in the
 	// library (ended by Close): content version changes (from the sync or from Replace and
 	// ApplyDelta) and recoveries at Info; sync failures, staleness and cache problems at Warn.
