@@ -74,6 +74,21 @@ class SyncTest < Minitest::Test
     end
   end
 
+  def test_max_artifact_bytes_refuses_a_larger_snapshot
+    with_edge do |edge|
+      Entitle::Engine.open(edge.url, poll_interval: POLL, max_backoff: 0.2, max_artifact_bytes: 16) do |engine|
+        refute engine.wait_ready(1) # the only snapshot is larger than 16 bytes
+        assert wait_until { engine.status.failures >= 1 }
+        assert engine.status.last_error
+      end
+      Entitle::Engine.open(edge.url, poll_interval: POLL, max_artifact_bytes: 64 << 20) do |engine|
+        assert engine.wait_ready(20)
+      end
+      assert_raises(TypeError) { Entitle::Engine.connect(edge.url, max_artifact_bytes: "1") }
+      assert_raises(ArgumentError) { Entitle::Engine.connect(edge.url, max_artifact_bytes: 0) }
+    end
+  end
+
   def test_unreachable_edge_is_reported_not_raised
     Entitle::Engine.open("http://127.0.0.1:9", poll_interval: POLL, max_backoff: 0.2) do |engine|
       assert_same false, engine.wait_ready(0.3)

@@ -551,12 +551,13 @@ optional_text(VALUE v, const uint8_t **p, size_t *n)
     *n = (size_t)RSTRING_LEN(v);
 }
 
-/* Entitle::Engine._connect(url, token, cache_dir, millis): the keywords are checked and turned
- * into whole milliseconds (0 = the library's default) by lib/entitle/engine.rb. `millis` is
- * [poll_interval, connect_timeout, request_timeout, max_staleness, long_poll, max_backoff,
- * persist_interval]. */
+/* Entitle::Engine._connect(url, token, cache_dir, millis, max_artifact_bytes): the keywords are
+ * checked and turned into whole milliseconds (0 = the library's default) by
+ * lib/entitle/engine.rb. `millis` is [poll_interval, connect_timeout, request_timeout,
+ * max_staleness, long_poll, max_backoff, persist_interval]; max_artifact_bytes 0 is the default. */
 static VALUE
-engine_s_connect(VALUE klass, VALUE url, VALUE token, VALUE cache_dir, VALUE millis)
+engine_s_connect(VALUE klass, VALUE url, VALUE token, VALUE cache_dir, VALUE millis,
+                 VALUE max_artifact_bytes)
 {
     url = bytes_arg(url, "url");
     if (!NIL_P(token)) {
@@ -581,6 +582,7 @@ engine_s_connect(VALUE klass, VALUE url, VALUE token, VALUE cache_dir, VALUE mil
     for (int i = 0; i < 7; i++) {
         *slots[i] = NUM2ULL(RARRAY_AREF(millis, i));
     }
+    a.config.max_artifact_bytes = NUM2ULL(max_artifact_bytes);
     without_gvl(NULL, connect_nogvl, &a, NULL, NULL);
     RB_GC_GUARD(url);
     RB_GC_GUARD(token);
@@ -1789,7 +1791,7 @@ Init_entitle_ext(void)
     rb_define_singleton_method(cEngine, "from_file", engine_s_from_file, 1);
     rb_define_singleton_method(cEngine, "from_snapshot", engine_s_from_snapshot, 1);
     rb_define_singleton_method(cEngine, "_from_catalog_json", engine_s_from_catalog_json, 1);
-    rb_define_singleton_method(cEngine, "_connect", engine_s_connect, 4);
+    rb_define_singleton_method(cEngine, "_connect", engine_s_connect, 5);
     rb_define_singleton_method(cEngine, "__after_fork", engine_s_after_fork, 0);
     rb_define_singleton_method(cEngine, "__live_count", engine_s_live_count, 0);
     rb_define_method(cEngine, "enabled?", engine_enabled_p, -1);

@@ -56,10 +56,12 @@ module Entitle
       # persist_interval:: the shortest time between two cache writes after deltas (30)
       #
       # +token+ is sent as a bearer token; +cache_dir+ keeps the last good snapshot for a warm
-      # start. Raises Entitle::ConfigError for an invalid URL or token.
+      # start. +max_artifact_bytes+ is the largest snapshot or delta downloaded (after
+      # decompression; nil: 256 MiB): a larger one is refused, reported in #status, and the
+      # content kept. Raises Entitle::ConfigError for an invalid URL or token.
       def connect(url, token: nil, cache_dir: nil, poll_interval: nil, long_poll: nil,
                   max_staleness: nil, connect_timeout: nil, request_timeout: nil, max_backoff: nil,
-                  persist_interval: nil)
+                  persist_interval: nil, max_artifact_bytes: nil)
         raise TypeError, "url must be a String, not #{url.class}" unless url.is_a?(String)
         raise TypeError, "token must be a String or nil, not #{token.class}" unless token.nil? || token.is_a?(String)
 
@@ -70,7 +72,12 @@ module Entitle
           persist_interval: persist_interval
         }
         millis = DURATIONS.map { |name| millis(name, values.fetch(name)) }
-        _connect(url, token, cache_dir, millis)
+        unless max_artifact_bytes.nil? || (max_artifact_bytes.is_a?(Integer) && max_artifact_bytes.positive?)
+          raise TypeError, "max_artifact_bytes must be nil or an Integer, not #{max_artifact_bytes.class}" unless max_artifact_bytes.is_a?(Integer)
+
+          raise ArgumentError, "max_artifact_bytes must be > 0, got #{max_artifact_bytes}"
+        end
+        _connect(url, token, cache_dir, millis, max_artifact_bytes || 0)
       end
 
       # Opens an engine: +source+ is an edge URL (http:// or https://; +options+ are those of
