@@ -113,6 +113,11 @@ export interface ConnectOptions {
   maxBackoff?: number;
   /** The shortest time in seconds between two cache writes after deltas (default 30). */
   persistInterval?: number;
+  /**
+   * The largest snapshot or delta the engine downloads, in bytes after decompression (default
+   * 256 MiB). A larger one is refused; the status reports it and the engine keeps its content.
+   */
+  maxArtifactBytes?: number | bigint;
 }
 
 /** The 'change' event: the engine serves a new content version (sync round, replace, applyDelta). */

@@ -173,6 +173,16 @@ function secondsToMs(value, name) {
   return Math.max(1, Math.round(value * 1000));
 }
 
+/** A size in bytes (a whole number > 0); undefined/null keep the default. */
+function bytesOption(value, name) {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'number' && typeof value !== 'bigint') throw new TypeError(`${name} must be a number of bytes`);
+  if (!(value > 0) || (typeof value === 'number' && !Number.isInteger(value))) {
+    throw new RangeError(`${name} must be a whole number of bytes > 0`);
+  }
+  return value;
+}
+
 function pathOf(value, name) {
   if (value instanceof URL) return fileURLToPath(value);
   if (typeof value !== 'string') throw new TypeError(`${name} must be a string or a file: URL`);
@@ -390,6 +400,7 @@ class Engine extends EventEmitter {
       secondsToMs(options.longPoll, 'longPoll'),
       secondsToMs(options.maxBackoff, 'maxBackoff'),
       secondsToMs(options.persistInterval, 'persistInterval'),
+      bytesOption(options.maxArtifactBytes, 'maxArtifactBytes'),
     );
     return new Engine(CREATE, handle, true);
   }

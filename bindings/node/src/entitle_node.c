@@ -617,12 +617,12 @@ opt_str_get(napi_env env, napi_value v, char *stack, str_arg *out, bool *set, co
 }
 
 /* connect(url, token, cacheDir, pollMs, connectTimeoutMs, requestTimeoutMs, maxStalenessMs,
- *         longPollMs, maxBackoffMs, persistIntervalMs) */
+ *         longPollMs, maxBackoffMs, persistIntervalMs, maxArtifactBytes) */
 static napi_value
 js_connect(napi_env env, napi_callback_info info)
 {
-    napi_value argv[10];
-    if (!args(env, info, 10, argv)) {
+    napi_value argv[11];
+    if (!args(env, info, 11, argv)) {
         return NULL;
     }
     char url_stack[STR_STACK], token_stack[STR_STACK], dir_stack[STR_STACK];
@@ -643,6 +643,12 @@ js_connect(napi_env env, napi_callback_info info)
         !ms_get(env, argv[7], &config.long_poll_ms) ||
         !ms_get(env, argv[8], &config.max_backoff_ms) ||
         !ms_get(env, argv[9], &config.persist_interval_ms)) {
+        goto done;
+    }
+    napi_valuetype max_type;
+    napi_typeof(env, argv[10], &max_type);
+    if (max_type != napi_undefined && max_type != napi_null &&
+        !count_get(env, argv[10], &config.max_artifact_bytes, "maxArtifactBytes")) {
         goto done;
     }
     config.url = (const uint8_t *)url.ptr;

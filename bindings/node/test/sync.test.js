@@ -70,6 +70,21 @@ test('the edge goes down: good data is kept and the failure reported; a warm sta
   assert.equal(warm.limit('cus_pro', 'projects'), 50);
 });
 
+test('maxArtifactBytes refuses a snapshot larger than allowed', async (t) => {
+  const edge = await startEdge(t);
+  const small = Engine.connect(edge.url, { pollInterval: POLL, maxBackoff: 0.2, maxArtifactBytes: 64 });
+  t.after(() => small.close());
+  assert.equal(await small.waitReady(1500), false);
+  assert.ok(await waitUntil(() => small.status.failures >= 1));
+  assert.ok(small.status.lastError, 'the refusal is reported');
+  const roomy = Engine.connect(edge.url, { pollInterval: POLL, maxArtifactBytes: 1n << 30n });
+  t.after(() => roomy.close());
+  assert.equal(await roomy.waitReady(20_000), true);
+  assert.throws(() => Engine.connect(edge.url, { maxArtifactBytes: 0 }), RangeError);
+  assert.throws(() => Engine.connect(edge.url, { maxArtifactBytes: 1.5 }), RangeError);
+  assert.throws(() => Engine.connect(edge.url, { maxArtifactBytes: '1' }), TypeError);
+});
+
 test('an unreachable edge is reported, not thrown; answers are unknown until data arrives', async (t) => {
   const engine = Engine.connect('http://127.0.0.1:9', { pollInterval: POLL, maxBackoff: 0.2 });
   t.after(() => engine.close());
