@@ -139,8 +139,10 @@ for mode in plain asan valgrind; do
       valgrind)
         # --child-silent-after-fork: test_sync's forked child cannot free the parent's sync
         # thread state (that thread does not exist in the child); it reports through a pipe.
+        # --fair-sched: valgrind runs one thread at a time, and its default hand-over can leave
+        # test_threads' writer waiting for minutes behind four spinning readers.
         run valgrind "$p" -- valgrind --quiet --error-exitcode=1 --leak-check=full \
-          --child-silent-after-fork=yes \
+          --child-silent-after-fork=yes --fair-sched=yes \
           --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
           "$out/$p" "${args[@]}"
         ;;
