@@ -1,4 +1,4 @@
-//! Edge sync: a background thread that keeps an [`Engine`]'s content equal to an edge's latest
+//! Edge sync: a background thread that keeps an [`Engine`](crate::Engine)'s content equal to an edge's latest
 //! version (cargo feature `sync`).
 //!
 //! Each round revalidates the edge's manifest (`If-None-Match`, optionally long-polled with
@@ -35,18 +35,17 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::catalog::Catalog;
 use crate::delta::Delta;
 use crate::edge::{
     trailer, DeltaEntry, Manifest, SnapshotEntry, LONG_POLL_HEADER, MANIFEST_FILE,
     MAX_LONG_POLL_SECONDS, MAX_MANIFEST_BYTES,
 };
-use crate::engine::{Engine, Error};
+use crate::engine::Error;
 use crate::events::EventKind;
 use crate::hash::xxh64;
-use crate::snapshot::{BuildOptions, Snapshot};
+use crate::snapshot::Snapshot;
 use crate::store::Store;
-use crate::view::unix_now;
+use crate::view::{unix_now, View};
 
 /// How an engine syncs from an edge. Build it with struct-update syntax over [`Default`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -185,6 +184,31 @@ pub struct Status {
     pub cache_error: Option<String>,
     /// Whether the server honors long-polling (so changes arrive as soon as they are published).
     pub long_poll: bool,
+}
+
+impl Status {
+    /// The status of an engine without sync: [`SyncState::Ready`], serving `view`.
+    pub(crate) fn unsynced(view: &View) -> Status {
+        Status {
+            state: SyncState::Ready,
+            version: view.version(),
+            last_success: None,
+            data_age: data_age(view.created_at()),
+            last_error: None,
+            syncs: 0,
+            failures: 0,
+            consecutive_failures: 0,
+            last_error_at: None,
+            updates: 0,
+            deltas_applied: 0,
+            snapshots_fetched: 0,
+            lineage: None,
+            edge_version: None,
+            warm_start: false,
+            cache_error: None,
+            long_poll: false,
+        }
+    }
 }
 
 /// Why a sync round failed. The engine keeps serving its last good content.
@@ -892,12 +916,6 @@ fn same_origin(url: &str, base: &str) -> bool {
     }
 }
 
-/// An empty snapshot (no features): what an engine serves before its first sync.
-pub(crate) fn empty_snapshot() -> Result<Snapshot, Error> {
-    let catalog = Catalog::from_json(br#"{"features": []}"#)?;
-    Ok(Snapshot::build(&catalog, BuildOptions::default())?)
-}
-
 // ---------------------------------------------------------------------------------------------
 // The cache directory: `edge-<hash of the URL>.snap` (a plain snapshot, readable by `entitle check`)
 // and `edge-<hash>.json` (its lineage and when it was written).
@@ -1281,8 +1299,95 @@ fn run(shared: Arc<Shared>, mut client: EdgeClient, mut persister: Option<Persis
     }
 }
 
+/// What an engine starts from: the cache's content, when it has some, and what is known of it.
+pub(crate) struct WarmStart {
+    /// The cached snapshot (`None`: no usable cache; serve an empty snapshot until the first sync).
+    pub(crate) snapshot: Option<Snapshot>,
+    progress: Progress,
+    lineage: Option<String>,
+}
+
 impl SyncHandle {
-    fn start(
+    /// Checks `config` and reads its cache directory, before anything starts.
+    ///
+    /// # Errors
+    /// The configuration's error. A missing, corrupt or unreadable cache is not an error: it is
+    /// reported in the status's `cache_error` (and as an event once the sync starts).
+    pub(crate) fn prepare(config: &SyncConfig) -> Result<WarmStart, Error> {
+        // Validate before touching the cache.
+        let probe = EdgeClient::new(config)?;
+        let mut warm = WarmStart {
+            snapshot: None,
+            progress: Progress::default(),
+            lineage: None,
+        };
+        if let Some(dir) = &config.cache_dir {
+            match Cache::new(dir, probe.base_url()).load() {
+                Ok(Some(cached)) => {
+                    warm.progress.has_data = true;
+                    warm.progress.warm_start = true;
+                    warm.progress.fresh_at = Some(cached.written_at);
+                    warm.progress.lineage = cached.lineage.clone();
+                    warm.lineage = cached.lineage;
+                    warm.snapshot = Some(cached.snapshot);
+                }
+                Ok(None) => {}
+                Err(e) => warm.progress.cache_error = Some(format!("ignoring the cache: {e}")),
+            }
+        }
+        Ok(warm)
+    }
+
+    /// Starts syncing `store` (which serves the warm start's content, or an empty snapshot), after
+    /// recording a cache problem met by [`SyncHandle::prepare`] in its event log.
+    ///
+    /// # Errors
+    /// The configuration's error, or the thread's when it cannot be started.
+    pub(crate) fn start(
+        config: SyncConfig,
+        store: Store,
+        warm: WarmStart,
+    ) -> Result<SyncHandle, Error> {
+        if let Some(problem) = &warm.progress.cache_error {
+            let version = store.load().version();
+            store
+                .events()
+                .push(EventKind::CacheError, version, version, problem.clone());
+        }
+        SyncHandle::spawn(config, store, warm.progress, warm.lineage)
+    }
+
+    /// A new sync thread for `store` in a child process after `fork()`, carrying over this
+    /// handle's content, counters and lineage; `None` when this handle was stopped. This handle
+    /// names the parent's thread and connections: the caller must forget it, not drop it.
+    ///
+    /// # Errors
+    /// When the thread cannot be started; the error is also recorded as this handle's last error.
+    pub(crate) fn restart_after_fork(&self, store: Store) -> Option<Result<SyncHandle, Error>> {
+        // The parent's thread may have held this lock at the fork; its copy here never unlocks.
+        let mut progress = match self.shared.progress.try_lock() {
+            Ok(p) => p.clone(),
+            Err(_) => Progress {
+                has_data: store.load().version() > 0,
+                ..Progress::default()
+            },
+        };
+        if progress.stop {
+            return None;
+        }
+        progress.long_poll = false;
+        let lineage = progress.lineage.clone();
+        let config = self.shared.config.clone();
+        let started = SyncHandle::spawn(config, store, progress, lineage);
+        if let Err(e) = &started {
+            if let Ok(mut p) = self.shared.progress.try_lock() {
+                p.last_error = Some(format!("cannot restart the sync thread: {e}"));
+            }
+        }
+        Some(started)
+    }
+
+    fn spawn(
         config: SyncConfig,
         store: Store,
         progress: Progress,
@@ -1322,6 +1427,7 @@ impl SyncHandle {
         self.pid != std::process::id()
     }
 
+    /// Stops the thread and waits for it (in a forked child: forgets the parent's).
     pub(crate) fn stop(&self) {
         if self.forked() {
             // Joining, detaching or shutting down what belongs to the parent would act on its
@@ -1346,7 +1452,8 @@ impl SyncHandle {
         }
     }
 
-    fn wait_ready(&self, timeout: Duration) -> bool {
+    /// Waits until the store has content, at most `timeout`; whether it has.
+    pub(crate) fn wait_ready(&self, timeout: Duration) -> bool {
         if self.forked() {
             // No thread will bring content here: answer for what there is, without waiting.
             return self.progress_copy().has_data;
@@ -1392,7 +1499,8 @@ impl SyncHandle {
         }
     }
 
-    fn status(&self) -> Status {
+    /// The sync status.
+    pub(crate) fn status(&self) -> Status {
         let p = self.progress_copy();
         let view = self.shared.store.load();
         let state = if !p.has_data {
@@ -1435,128 +1543,5 @@ impl SyncHandle {
             cache_error: p.cache_error,
             long_poll: p.long_poll,
         }
-    }
-}
-
-impl Engine {
-    /// An engine that syncs from the edge at `config.url` in a background thread. Returns at once:
-    /// with a snapshot in `config.cache_dir` it serves that (warm start, no edge needed); without
-    /// one it serves an empty snapshot (every check is `feature_not_found`) until the first sync
-    /// succeeds — see [`Engine::wait_ready`].
-    ///
-    /// # Errors
-    /// [`Error::Io`] of kind `InvalidInput` for an invalid URL or token; [`Error::Io`] when the
-    /// thread cannot be started. A missing, corrupt or unreadable cache is not an error: the status
-    /// reports it in `cache_error`.
-    pub fn connect(config: SyncConfig) -> Result<Engine, Error> {
-        // Validate before touching the cache.
-        let probe = EdgeClient::new(&config)?;
-        let mut progress = Progress::default();
-        let mut lineage = None;
-        let mut initial = None;
-        if let Some(dir) = &config.cache_dir {
-            match Cache::new(dir, probe.base_url()).load() {
-                Ok(Some(cached)) => {
-                    progress.has_data = true;
-                    progress.warm_start = true;
-                    progress.fresh_at = Some(cached.written_at);
-                    progress.lineage = cached.lineage.clone();
-                    lineage = cached.lineage;
-                    initial = Some(cached.snapshot);
-                }
-                Ok(None) => {}
-                Err(e) => progress.cache_error = Some(format!("ignoring the cache: {e}")),
-            }
-        }
-        drop(probe);
-        let snapshot = match initial {
-            Some(s) => s,
-            None => empty_snapshot()?,
-        };
-        let engine = Engine::from_snapshot(snapshot);
-        if let Some(problem) = &progress.cache_error {
-            let version = engine.version();
-            engine
-                .store()
-                .events()
-                .push(EventKind::CacheError, version, version, problem.clone());
-        }
-        let handle = SyncHandle::start(config, engine.store().share(), progress, lineage)?;
-        engine.set_sync(Arc::new(handle));
-        Ok(engine)
-    }
-
-    /// Waits until the engine has content (from the cache or a first successful sync), at most
-    /// `timeout`. Returns whether it has: never `true` while it serves the empty start-up snapshot.
-    /// Engines without sync have content from the start.
-    pub fn wait_ready(&self, timeout: Duration) -> bool {
-        match &*self.sync_handle() {
-            Some(h) => h.wait_ready(timeout),
-            None => true,
-        }
-    }
-
-    /// The sync status. An engine without sync reports [`SyncState::Ready`] and its version.
-    pub fn status(&self) -> Status {
-        match &*self.sync_handle() {
-            Some(h) => h.status(),
-            None => {
-                let view = self.store().load();
-                Status {
-                    state: SyncState::Ready,
-                    version: view.version(),
-                    last_success: None,
-                    data_age: data_age(view.created_at()),
-                    last_error: None,
-                    syncs: 0,
-                    failures: 0,
-                    consecutive_failures: 0,
-                    last_error_at: None,
-                    updates: 0,
-                    deltas_applied: 0,
-                    snapshots_fetched: 0,
-                    lineage: None,
-                    edge_version: None,
-                    warm_start: false,
-                    cache_error: None,
-                    long_poll: false,
-                }
-            }
-        }
-    }
-
-    /// Restarts the sync thread in a child process after `fork()`: the parent's thread does not
-    /// exist there. Call it in the child only (language packages call it from their fork hooks).
-    /// The content, status counters and lineage carry over; a closed engine stays closed.
-    pub fn after_fork(&self) {
-        self.store().after_fork();
-        let Some(old) = self.sync_handle().clone() else {
-            return;
-        };
-        // The parent's thread may have held this lock at the fork; its copy here never unlocks.
-        let mut progress = match old.shared.progress.try_lock() {
-            Ok(p) => p.clone(),
-            Err(_) => Progress {
-                has_data: self.store().load().version() > 0,
-                ..Progress::default()
-            },
-        };
-        if progress.stop {
-            return;
-        }
-        progress.long_poll = false;
-        let lineage = progress.lineage.clone();
-        let config = old.shared.config.clone();
-        match SyncHandle::start(config, self.store().share(), progress, lineage) {
-            Ok(handle) => self.set_sync(Arc::new(handle)),
-            Err(e) => {
-                if let Ok(mut p) = old.shared.progress.try_lock() {
-                    p.last_error = Some(format!("cannot restart the sync thread: {e}"));
-                }
-            }
-        }
-        // The old handle names a thread and connections that belong to the parent: joining,
-        // detaching or shutting them down here would act on the parent's behalf. Leave them be.
-        std::mem::forget(old);
     }
 }

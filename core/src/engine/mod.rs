@@ -1,5 +1,9 @@
 //! The engine: what applications hold. A [`Store`] plus convenience constructors and lookups.
 
+mod handles;
+#[cfg(feature = "sync")]
+mod sync;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -179,16 +183,6 @@ impl Engine {
             #[cfg(feature = "sync")]
             sync: arc_swap::ArcSwapOption::empty(),
         }
-    }
-
-    #[cfg(feature = "sync")]
-    pub(crate) fn set_sync(&self, handle: Arc<crate::sync::SyncHandle>) {
-        self.sync.store(Some(handle));
-    }
-
-    #[cfg(feature = "sync")]
-    pub(crate) fn sync_handle(&self) -> arc_swap::Guard<Option<Arc<crate::sync::SyncHandle>>> {
-        self.sync.load()
     }
 
     /// An engine serving the snapshot in `bytes`.
@@ -373,9 +367,7 @@ impl Engine {
     /// from its last content. Dropping the engine does the same.
     pub fn close(&self) {
         #[cfg(feature = "sync")]
-        if let Some(h) = &*self.sync_handle() {
-            h.stop();
-        }
+        self.stop_sync();
         self.store.events().close();
     }
 }
