@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use entitle_core::edge::{publish, PublishOptions, DEFAULT_KEEP, MAX_KEEP};
+use entitle_core::snapshot::format::FileKind;
 use entitle_core::{
     diff, dump, load_source, read_file, synth, unix_now, BuildOptions, Catalog, Decision, Delta,
     Engine, Error, Limit, Snapshot, SyncConfig, View,
@@ -189,7 +190,7 @@ fn run(command: Command) -> Result<(), String> {
         } => {
             let at = at.unwrap_or_else(unix_now);
             let bytes = read(&source)?;
-            let decision = if bytes.starts_with(b"ENTLSNAP") {
+            let decision = if FileKind::of(&bytes) == Some(FileKind::Snapshot) {
                 View::from(snapshot(bytes, &source)?).check_at(&customer, &feature, at)
             } else {
                 let catalog = Catalog::from_json(&bytes).map_err(|e| at_path(&source, e))?;
@@ -245,7 +246,7 @@ fn run(command: Command) -> Result<(), String> {
         }
         Command::Inspect { file } => {
             let bytes = read(&file)?;
-            let info = if bytes.starts_with(b"ENTLDLTA") {
+            let info = if FileKind::of(&bytes) == Some(FileKind::Delta) {
                 let d = Delta::from_bytes(bytes).map_err(|e| at_path(&file, e))?;
                 json!({
                     "kind": "delta",

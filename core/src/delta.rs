@@ -1,7 +1,7 @@
 //! Deltas: the difference between two snapshots, named by the base it applies to.
 //!
 //! A *patch* delta lists the customers whose profile changed (with the new profile) or that were
-//! removed; applying it to a [`View`] copies only the view's overlay. When the feature set differs, or
+//! removed; applying it to a [`View`](crate::View) copies only the view's overlay. When the feature set differs, or
 //! a patch would be larger than the target snapshot, the delta is *full*: it carries the whole target.
 //! Either way the delta names its base (version and checksum) and its target (version, checksum,
 //! creation time), and applying it to any other base is refused. Byte layout in `docs/FORMAT.md`.
@@ -14,14 +14,13 @@ use crate::model::{Cell, FeatureType};
 use crate::snapshot::build::FeatureDef;
 use crate::snapshot::format::*;
 use crate::snapshot::profiles::ProfileSet;
-use crate::snapshot::{FormatError, Header, Snapshot};
-use crate::view::{OverlayEntry, OwnedProfile, ProfileRef, View};
+use crate::snapshot::{FormatError, Snapshot};
 
 const KIND_PATCH: u32 = 0;
 const KIND_FULL: u32 = 1;
 const ENTRY_REC: usize = 16;
 
-/// A delta refused by [`View::apply`].
+/// A delta refused by [`View::apply`](crate::View::apply).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ApplyError {
     /// The delta was made for another base than the one it is applied to.
@@ -52,19 +51,49 @@ impl fmt::Display for ApplyError {
 
 impl std::error::Error for ApplyError {}
 
+/// What a delta carries.
 #[derive(Debug)]
-enum Body {
+pub(crate) enum Body {
+    /// The whole target snapshot.
     Full(Arc<Snapshot>),
-    Patch {
-        fingerprint: u64,
-        kinds: Vec<FeatureType>,
-        profiles: ProfileSet,
-        /// Sorted, unique ids; `None` removes the customer.
-        entries: Vec<(Box<[u8]>, Option<u32>)>,
-    },
+    /// The customers that changed.
+    Patch(Patch),
 }
 
-/// A validated delta. Create with [`diff`] or [`Delta::from_bytes`]; apply with [`View::apply`].
+/// The changed customers of a patch delta, with the profiles they now have.
+#[derive(Debug)]
+pub(crate) struct Patch {
+    fingerprint: u64,
+    kinds: Vec<FeatureType>,
+    profiles: ProfileSet,
+    /// Sorted, unique ids; `None` removes the customer.
+    entries: Vec<(Box<[u8]>, Option<u32>)>,
+}
+
+impl Patch {
+    /// Whether the patch was made over the features of `base` (same fingerprint, same types).
+    pub(crate) fn fits(&self, base: &Snapshot) -> bool {
+        self.fingerprint == features_fingerprint(base.feature_defs())
+            && self
+                .kinds
+                .iter()
+                .copied()
+                .eq(base.features().map(|f| f.kind))
+    }
+
+    /// The profiles the entries name.
+    pub(crate) fn profiles(&self) -> &ProfileSet {
+        &self.profiles
+    }
+
+    /// Each changed customer with its new profile (`None`: removed), sorted by id.
+    pub(crate) fn entries(&self) -> &[(Box<[u8]>, Option<u32>)] {
+        &self.entries
+    }
+}
+
+/// A validated delta. Create with [`diff`] or [`Delta::from_bytes`]; apply with
+/// [`View::apply`](crate::View::apply).
 ///
 /// # Examples
 /// ```
@@ -125,10 +154,10 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Result<Delta, FormatError> {
     let new_set = new.profile_set();
     let mut new_map = vec![u32::MAX; new.profile_count()];
     for (id, p) in new.customers() {
-        let epochs = ProfileRef::Base(new_set, p).epochs();
+        let epochs = new_set.epoch_tables(p);
         let same = old
             .customer_profile(id, key_hash(id))
-            .is_some_and(|o| ProfileRef::Base(old_set, o).epochs() == epochs);
+            .is_some_and(|o| old_set.epoch_tables(o) == epochs);
         if same {
             continue;
         }
@@ -196,24 +225,29 @@ fn full(old: &Snapshot, new: &Snapshot) -> Result<Delta, FormatError> {
     ))
 }
 
+/// The delta bytes: the header (`counts` from [`OFF_DELTA_KIND`] on), then `body`.
 fn encode(old: &Snapshot, new: &Snapshot, counts: [u32; 7], body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + body.len() + 8);
-    out.extend_from_slice(DELTA_MAGIC);
-    out.put_u32(DELTA_FORMAT_VERSION);
-    out.put_u32(HEADER_LEN as u32);
-    out.put_u64(new.version());
-    out.put_u64(new.created_at() as u64);
-    out.put_u64(body.len() as u64);
+    write_header(
+        &mut out,
+        FileKind::Delta,
+        new.version(),
+        new.created_at(),
+        body.len(),
+    );
+    debug_assert_eq!(out.len(), OFF_DELTA_KIND);
     for c in counts {
         out.put_u32(c);
     }
+    debug_assert_eq!(out.len(), OFF_DELTA_RESERVED);
     out.put_u32(0);
+    debug_assert_eq!(out.len(), OFF_BASE_VERSION);
     out.put_u64(old.version());
     out.put_u64(old.checksum());
     out.put_u64(new.checksum());
+    debug_assert_eq!(out.len(), HEADER_LEN);
     out.extend_from_slice(body);
-    let checksum = xxh64(&out, 0);
-    out.put_u64(checksum);
+    write_checksum(&mut out);
     out
 }
 
@@ -228,21 +262,21 @@ impl Delta {
     /// A [`FormatError`]; untrusted bytes never panic.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Delta, FormatError> {
         let bytes = bytes.into_boxed_slice();
-        let h = Header::read(&bytes, DELTA_MAGIC, "delta", DELTA_FORMAT_VERSION)?;
-        let kind = u32_at(&bytes, 40);
-        let f_count = h.count(44)?;
-        let t_count = h.count(48)?;
-        let e_count = h.count(52)?;
-        let p_count = h.count(56)?;
-        let n_entries = h.count(60)?;
-        let strings_len = u32_at(&bytes, 64) as usize;
-        if u32_at(&bytes, 68) != 0 {
+        let h = Header::read(&bytes, FileKind::Delta)?;
+        let kind = u32_at(&bytes, OFF_DELTA_KIND);
+        let f_count = h.count(OFF_DELTA_FEATURE_COUNT)?;
+        let t_count = h.count(OFF_DELTA_TABLE_COUNT)?;
+        let e_count = h.count(OFF_DELTA_EPOCH_COUNT)?;
+        let p_count = h.count(OFF_DELTA_PROFILE_COUNT)?;
+        let n_entries = h.count(OFF_DELTA_ENTRY_COUNT)?;
+        let strings_len = u32_at(&bytes, OFF_DELTA_STRINGS_LEN) as usize;
+        if u32_at(&bytes, OFF_DELTA_RESERVED) != 0 {
             return Err(FormatError::invalid("reserved header bytes are not zero"));
         }
         let (target_version, target_created_at, body_len) = (h.version, h.created_at, h.body_len);
-        let base_version = u64_at(&bytes, 72);
-        let base_checksum = u64_at(&bytes, 80);
-        let target_checksum = u64_at(&bytes, 88);
+        let base_version = u64_at(&bytes, OFF_BASE_VERSION);
+        let base_checksum = u64_at(&bytes, OFF_BASE_CHECKSUM);
+        let target_checksum = u64_at(&bytes, OFF_TARGET_CHECKSUM);
         let body_bytes = &bytes[HEADER_LEN..HEADER_LEN + body_len];
         let body = match kind {
             KIND_FULL => {
@@ -299,12 +333,12 @@ impl Delta {
                     }
                     entries.push((id.into(), (p != EMPTY).then_some(p)));
                 }
-                Body::Patch {
+                Body::Patch(Patch {
                     fingerprint,
                     kinds,
                     profiles,
                     entries,
-                }
+                })
             }
             other => return Err(FormatError::invalid(format!("unknown delta kind {other}"))),
         };
@@ -348,81 +382,12 @@ impl Delta {
     pub fn change_count(&self) -> usize {
         match &self.body {
             Body::Full(_) => 0,
-            Body::Patch { entries, .. } => entries.len(),
+            Body::Patch(patch) => patch.entries.len(),
         }
     }
-}
 
-impl View {
-    /// Applies a delta, returning the new view; `self` is untouched. The cost follows the size of the
-    /// delta and of the current overlay, never the size of the base snapshot.
-    ///
-    /// # Errors
-    /// [`ApplyError::WrongBase`] when the delta was made for another base.
-    pub fn apply(&self, delta: &Delta) -> Result<View, ApplyError> {
-        if (self.version, self.checksum) != delta.base() {
-            return Err(ApplyError::WrongBase {
-                expected: delta.base(),
-                found: (self.version, self.checksum),
-            });
-        }
-        let (fingerprint, kinds, profiles, entries) = match &delta.body {
-            Body::Full(snap) => return Ok(View::from(Arc::clone(snap))),
-            Body::Patch {
-                fingerprint,
-                kinds,
-                profiles,
-                entries,
-            } => (fingerprint, kinds, profiles, entries),
-        };
-        let base_kinds: Vec<FeatureType> = self.base.features().map(|f| f.kind).collect();
-        if *fingerprint != features_fingerprint(self.base.feature_defs()) || *kinds != base_kinds {
-            return Err(ApplyError::FeatureMismatch);
-        }
-        let tables: Vec<Arc<[Cell]>> = (0..profiles.table_count() as u32)
-            .map(|t| Arc::from(profiles.table(t)))
-            .collect();
-        let mut owned: Vec<Option<Arc<OwnedProfileShared>>> = vec![None; profiles.profile_count()];
-        let mut overlay = (*self.overlay).clone();
-        let mut count = self.customer_count;
-        for (id, p) in entries {
-            let hash = key_hash(id);
-            let was_present = match overlay.get(hash, id) {
-                Some(e) => e.profile.is_some(),
-                None => self.base.customer_profile(id, hash).is_some(),
-            };
-            let profile = p.map(|p| {
-                let shared = owned[p as usize].get_or_insert_with(|| {
-                    Arc::new(OwnedProfileShared(
-                        profiles
-                            .epochs_of(p)
-                            .iter()
-                            .map(|&(start, t)| (start, Arc::clone(&tables[t as usize])))
-                            .collect(),
-                    ))
-                });
-                OwnedProfile {
-                    epochs: shared.0.clone(),
-                }
-            });
-            count =
-                (count + usize::from(profile.is_some())).saturating_sub(usize::from(was_present));
-            overlay.insert(Arc::new(OverlayEntry {
-                hash,
-                id: id.clone(),
-                profile,
-            }));
-        }
-        Ok(View {
-            base: Arc::clone(&self.base),
-            overlay: Arc::new(overlay),
-            version: delta.target_version,
-            checksum: delta.target_checksum,
-            created_at: delta.target_created_at,
-            customer_count: count,
-        })
+    /// What the delta carries (for [`View::apply`](crate::View::apply)).
+    pub(crate) fn body(&self) -> &Body {
+        &self.body
     }
 }
-
-/// Epochs shared by every entry of one delta that uses the same profile.
-struct OwnedProfileShared(Box<[(i64, Arc<[Cell]>)]>);

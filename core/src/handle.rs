@@ -272,19 +272,6 @@ impl Clock {
     }
 }
 
-/// Starts loading the cache line at `p` without waiting for it. A hint: it never faults.
-#[inline(always)]
-pub(crate) fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint that never faults, whatever the address; SSE is part of the
-    // x86_64 baseline.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
 impl View {
     /// Resolves `key` into a handle for lookups in this view and in every later one.
     ///

@@ -17,7 +17,7 @@ use arc_swap::{ArcSwap, Guard};
 use crate::delta::{ApplyError, Delta};
 use crate::events::{EventKind, EventLog};
 use crate::snapshot::{FormatError, Snapshot};
-use crate::view::{Overlay, View};
+use crate::view::View;
 
 /// The default overlay size (in customers) past which a background compaction starts.
 pub const DEFAULT_COMPACTION_THRESHOLD: usize = 4096;
@@ -339,33 +339,7 @@ fn compact(inner: &Inner) -> Result<(), FormatError> {
     let snapshot = Arc::new(before.compact()?);
     let _w = lock(&inner.writer);
     let now = inner.current.load_full();
-    let next = if Arc::ptr_eq(&now, &before) {
-        View::from(snapshot)
-    } else if Arc::ptr_eq(&now.base, &before.base) {
-        // Deltas landed while we compacted: keep the overlay entries they added or replaced.
-        let mut overlay = Overlay::default();
-        let mut count = snapshot.customer_count();
-        for e in now.overlay.entries() {
-            let unchanged = before
-                .overlay
-                .get(e.hash, &e.id)
-                .is_some_and(|old| Arc::ptr_eq(old, e));
-            if unchanged {
-                continue;
-            }
-            let in_base = snapshot.customer_profile(&e.id, e.hash).is_some();
-            count = (count + usize::from(e.profile.is_some())).saturating_sub(usize::from(in_base));
-            overlay.insert(Arc::clone(e));
-        }
-        View {
-            base: snapshot,
-            overlay: Arc::new(overlay),
-            version: now.version,
-            checksum: now.checksum,
-            created_at: now.created_at,
-            customer_count: count,
-        }
-    } else {
+    let Some(next) = now.over_compacted(&before, snapshot) else {
         // The content was replaced wholesale meanwhile; this compaction is moot.
         return Ok(());
     };

@@ -13,6 +13,7 @@ use crate::catalog::{Catalog, CatalogError};
 use crate::delta::{ApplyError, Delta};
 use crate::events::{Event, WaitError};
 use crate::model::{Decision, Limit};
+use crate::snapshot::format::FileKind;
 use crate::snapshot::{BuildOptions, FeatureInfo, FormatError, Snapshot};
 use crate::store::Store;
 use crate::view::View;
@@ -136,15 +137,16 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
 /// # Errors
 /// The catalog's or the snapshot's error.
 pub fn load_source(bytes: Vec<u8>) -> Result<Snapshot, Error> {
-    if bytes.starts_with(crate::snapshot::format::SNAPSHOT_MAGIC) {
-        return Ok(Snapshot::from_bytes(bytes)?);
-    }
-    if bytes.starts_with(crate::snapshot::format::DELTA_MAGIC) {
-        // Not JSON either: say what it is rather than report an invalid catalog.
-        return Err(FormatError::BadMagic {
-            expected: "snapshot or catalog (this is a delta: apply it to its base snapshot)",
+    match FileKind::of(&bytes) {
+        Some(FileKind::Snapshot) => return Ok(Snapshot::from_bytes(bytes)?),
+        Some(FileKind::Delta) => {
+            // Not JSON either: say what it is rather than report an invalid catalog.
+            return Err(FormatError::BadMagic {
+                expected: "snapshot or catalog (this is a delta: apply it to its base snapshot)",
+            }
+            .into());
         }
-        .into());
+        None => {}
     }
     let catalog = Catalog::from_json(&bytes)?;
     Ok(Snapshot::build(&catalog, BuildOptions::default())?)

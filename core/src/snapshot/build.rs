@@ -7,7 +7,7 @@
 use super::format::*;
 use super::profiles::ProfileSet;
 use super::FormatError;
-use crate::hash::{home_slot, key_hash, xxh64, FastMap};
+use crate::hash::{home_slot, key_hash, FastMap};
 use crate::model::{Cell, FeatureType};
 
 /// A feature as snapshots store it.
@@ -200,12 +200,8 @@ impl Builder {
             + slots.len()
             + pad8(strings.len());
         let mut out = Vec::with_capacity(HEADER_LEN + body_len + 8);
-        out.extend_from_slice(SNAPSHOT_MAGIC);
-        out.put_u32(SNAPSHOT_FORMAT_VERSION);
-        out.put_u32(HEADER_LEN as u32);
-        out.put_u64(version);
-        out.put_u64(created_at as u64);
-        out.put_u64(body_len as u64);
+        write_header(&mut out, FileKind::Snapshot, version, created_at, body_len);
+        debug_assert_eq!(out.len(), OFF_FEATURE_COUNT);
         out.put_u32(to_count(self.features.len())?);
         out.put_u32(to_count(feature_slot_count)?);
         out.put_u32(to_count(set.table_count())?);
@@ -214,6 +210,7 @@ impl Builder {
         out.put_u32(to_count(n)?);
         out.put_u32(to_count(slot_count)?);
         out.put_u32(to_u32(strings.len())?);
+        debug_assert_eq!(out.len(), OFF_RESERVED);
         out.resize(HEADER_LEN, 0);
         out.extend_from_slice(&feature_recs);
         for s in feature_slots {
@@ -224,8 +221,7 @@ impl Builder {
         out.extend_from_slice(&slots);
         out.extend_from_slice(&strings);
         out.pad8();
-        let checksum = xxh64(&out, 0);
-        out.put_u64(checksum);
+        write_checksum(&mut out);
         Ok(out)
     }
 }

@@ -1,4 +1,6 @@
-//! Byte-level layout shared by snapshots and deltas, and a bounds-checked reader for untrusted bytes.
+//! Byte-level layout of snapshots and deltas, the header they share, and a bounds-checked reader for
+//! untrusted bytes. The offsets of every header field are named below the diagrams (`OFF_*`); code
+//! reads and writes headers only through those names.
 //!
 //! Snapshot format version 1 (all integers little-endian; every section starts 8-byte aligned):
 //!
@@ -35,15 +37,78 @@
 //! are stored inline, zero-padded; longer ids set len = 0xFF and store `{3 × 0, off u32, len u32, 8 × 0}`
 //! pointing into strings. Slots form an open-addressed table: a customer's home slot is
 //! `(key_hash(id) × S) >> 64` (see `crate::hash::key_hash`), collisions probe linearly and wrap.
+//!
+//! Delta format version 1 shares the first 40 bytes (with the target's version and creation time);
+//! its body is described in `crate::delta`:
+//!
+//! ```text
+//! offset size  field
+//!      0    8  magic "ENTLDLTA"
+//!      8    4  format_version (1)
+//!     12    4  header_len (96)
+//!     16    8  target_version
+//!     24    8  target_created_at (i64 unix seconds)
+//!     32    8  body_len
+//!     40    4  kind (0 patch, 1 full)
+//!     44    4  feature_count          F   (patch; 0 for full)
+//!     48    4  table_count            T   (patch)
+//!     52    4  epoch_count            E   (patch)
+//!     56    4  profile_count          P   (patch)
+//!     60    4  entry_count            M   (patch)
+//!     64    4  strings_len            L   (patch)
+//!     68    4  reserved (zero)
+//!     72    8  base_version
+//!     80    8  base_checksum
+//!     88    8  target_checksum
+//!     96       body (a whole snapshot for full; see `crate::delta` for a patch)
+//!  end-8    8  checksum: XXH64 (seed 0) of every byte before it
+//! ```
 
 use super::FormatError;
+use crate::hash::xxh64;
 
-pub(crate) const SNAPSHOT_MAGIC: &[u8; 8] = b"ENTLSNAP";
-pub(crate) const DELTA_MAGIC: &[u8; 8] = b"ENTLDLTA";
+// Header fields shared by snapshots and deltas (byte offsets, as in the diagrams above).
+pub(crate) const OFF_FORMAT_VERSION: usize = 8;
+pub(crate) const OFF_HEADER_LEN: usize = 12;
+/// The content version (a delta's target version).
+pub(crate) const OFF_VERSION: usize = 16;
+/// The creation time (a delta's target creation time).
+pub(crate) const OFF_CREATED_AT: usize = 24;
+pub(crate) const OFF_BODY_LEN: usize = 32;
+/// Where the header fields that differ between snapshots and deltas start.
+pub(crate) const OFF_COUNTS: usize = 40;
+
+// Snapshot header fields.
+pub(crate) const OFF_FEATURE_COUNT: usize = 40;
+pub(crate) const OFF_FEATURE_SLOT_COUNT: usize = 44;
+pub(crate) const OFF_TABLE_COUNT: usize = 48;
+pub(crate) const OFF_EPOCH_COUNT: usize = 52;
+pub(crate) const OFF_PROFILE_COUNT: usize = 56;
+pub(crate) const OFF_CUSTOMER_COUNT: usize = 60;
+pub(crate) const OFF_CUSTOMER_SLOT_COUNT: usize = 64;
+pub(crate) const OFF_STRINGS_LEN: usize = 68;
+pub(crate) const OFF_RESERVED: usize = 72;
+
+// Delta header fields.
+pub(crate) const OFF_DELTA_KIND: usize = 40;
+pub(crate) const OFF_DELTA_FEATURE_COUNT: usize = 44;
+pub(crate) const OFF_DELTA_TABLE_COUNT: usize = 48;
+pub(crate) const OFF_DELTA_EPOCH_COUNT: usize = 52;
+pub(crate) const OFF_DELTA_PROFILE_COUNT: usize = 56;
+pub(crate) const OFF_DELTA_ENTRY_COUNT: usize = 60;
+pub(crate) const OFF_DELTA_STRINGS_LEN: usize = 64;
+pub(crate) const OFF_DELTA_RESERVED: usize = 68;
+pub(crate) const OFF_BASE_VERSION: usize = 72;
+pub(crate) const OFF_BASE_CHECKSUM: usize = 80;
+pub(crate) const OFF_TARGET_CHECKSUM: usize = 88;
+
+const SNAPSHOT_MAGIC: &[u8; 8] = b"ENTLSNAP";
+const DELTA_MAGIC: &[u8; 8] = b"ENTLDLTA";
 /// The snapshot format version this build writes and reads.
 pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
 /// The delta format version this build writes and reads.
 pub const DELTA_FORMAT_VERSION: u32 = 1;
+/// The header length of both snapshots and deltas.
 pub(crate) const HEADER_LEN: usize = 96;
 pub(crate) const FEATURE_REC: usize = 24;
 pub(crate) const EPOCH_REC: usize = 16;
@@ -54,6 +119,73 @@ pub(crate) const EMPTY: u32 = u32::MAX;
 /// Upper bound on any count in a header, so that sizes computed from counts cannot overflow and a
 /// corrupt header cannot make us allocate wildly before the length check rejects it.
 pub(crate) const MAX_COUNT: u64 = 1 << 31;
+
+/// The two kinds of entitle files, told apart by their first 8 bytes (the magic).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    /// A snapshot (magic `ENTLSNAP`).
+    Snapshot,
+    /// A delta (magic `ENTLDLTA`).
+    Delta,
+}
+
+impl FileKind {
+    /// The kind whose magic `bytes` start with; `None` for anything else (a catalog's JSON, a
+    /// truncated or foreign file). Only a look at the magic: decoding validates the rest.
+    pub fn of(bytes: &[u8]) -> Option<FileKind> {
+        [FileKind::Snapshot, FileKind::Delta]
+            .into_iter()
+            .find(|k| bytes.starts_with(k.magic()))
+    }
+
+    fn magic(self) -> &'static [u8; 8] {
+        match self {
+            FileKind::Snapshot => SNAPSHOT_MAGIC,
+            FileKind::Delta => DELTA_MAGIC,
+        }
+    }
+
+    /// What the kind is called in errors.
+    fn name(self) -> &'static str {
+        match self {
+            FileKind::Snapshot => "snapshot",
+            FileKind::Delta => "delta",
+        }
+    }
+
+    /// The format version this build writes and reads for the kind.
+    fn format_version(self) -> u32 {
+        match self {
+            FileKind::Snapshot => SNAPSHOT_FORMAT_VERSION,
+            FileKind::Delta => DELTA_FORMAT_VERSION,
+        }
+    }
+}
+
+/// Writes the 40 header bytes snapshots and deltas share; the caller appends the rest of the header
+/// (from [`OFF_COUNTS`] to [`HEADER_LEN`]) and a body of `body_len` bytes.
+pub(crate) fn write_header(
+    out: &mut Vec<u8>,
+    kind: FileKind,
+    version: u64,
+    created_at: i64,
+    body_len: usize,
+) {
+    debug_assert!(out.is_empty());
+    out.extend_from_slice(kind.magic());
+    out.put_u32(kind.format_version());
+    out.put_u32(HEADER_LEN as u32);
+    out.put_u64(version);
+    out.put_u64(created_at as u64);
+    out.put_u64(body_len as u64);
+    debug_assert_eq!(out.len(), OFF_COUNTS);
+}
+
+/// Appends the checksum trailer: XXH64 (seed 0) of every byte written so far.
+pub(crate) fn write_checksum(out: &mut Vec<u8>) {
+    let checksum = xxh64(out, 0);
+    out.put_u64(checksum);
+}
 
 #[inline]
 pub(crate) fn pad8(n: usize) -> usize {
@@ -136,5 +268,74 @@ impl Writer for Vec<u8> {
     fn pad8(&mut self) {
         let n = pad8(self.len());
         self.resize(n, 0);
+    }
+}
+
+/// The fixed part of a snapshot or delta header, checked in the order that gives the most useful
+/// error: kind of file, format version, length, checksum.
+pub(crate) struct Header<'a> {
+    bytes: &'a [u8],
+    pub(crate) version: u64,
+    pub(crate) created_at: i64,
+    pub(crate) body_len: usize,
+    pub(crate) checksum: u64,
+}
+
+impl<'a> Header<'a> {
+    pub(crate) fn read(bytes: &'a [u8], kind: FileKind) -> Result<Header<'a>, FormatError> {
+        if FileKind::of(bytes) != Some(kind) {
+            if bytes.len() < 8 && kind.magic().starts_with(bytes) {
+                return Err(FormatError::Truncated { what: "header" });
+            }
+            return Err(FormatError::BadMagic {
+                expected: kind.name(),
+            });
+        }
+        if bytes.len() < OFF_HEADER_LEN + 4 {
+            return Err(FormatError::Truncated { what: "header" });
+        }
+        let supported = kind.format_version();
+        let found = u32_at(bytes, OFF_FORMAT_VERSION);
+        if found != supported {
+            return Err(FormatError::UnsupportedVersion { found, supported });
+        }
+        if bytes.len() < HEADER_LEN + 8 {
+            return Err(FormatError::Truncated { what: "header" });
+        }
+        if u32_at(bytes, OFF_HEADER_LEN) as usize != HEADER_LEN {
+            return Err(FormatError::invalid("unexpected header length"));
+        }
+        let body_len = u64_at(bytes, OFF_BODY_LEN);
+        let expected = (HEADER_LEN as u64 + 8).checked_add(body_len);
+        match expected {
+            Some(e) if e == bytes.len() as u64 => {}
+            Some(e) if e > bytes.len() as u64 => {
+                return Err(FormatError::Truncated { what: "body" })
+            }
+            None => return Err(FormatError::Truncated { what: "body" }),
+            Some(_) => return Err(FormatError::invalid("trailing bytes after the checksum")),
+        }
+        let end = bytes.len() - 8;
+        let stored = u64_at(bytes, end);
+        let computed = xxh64(&bytes[..end], 0);
+        if stored != computed {
+            return Err(FormatError::ChecksumMismatch { stored, computed });
+        }
+        Ok(Header {
+            bytes,
+            version: u64_at(bytes, OFF_VERSION),
+            created_at: u64_at(bytes, OFF_CREATED_AT) as i64,
+            body_len: body_len as usize,
+            checksum: stored,
+        })
+    }
+
+    /// The count stored at header offset `at`, bounded by [`MAX_COUNT`].
+    pub(crate) fn count(&self, at: usize) -> Result<usize, FormatError> {
+        let n = u32_at(self.bytes, at);
+        if u64::from(n) > MAX_COUNT {
+            return Err(FormatError::invalid(format!("count {n} is too large")));
+        }
+        Ok(n as usize)
     }
 }

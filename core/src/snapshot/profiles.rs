@@ -51,6 +51,14 @@ impl ProfileSet {
         &self.epochs[self.offsets[p] as usize..self.offsets[p + 1] as usize]
     }
 
+    /// The epochs of profile `p` with their tables: (start, cells) each.
+    pub(crate) fn epoch_tables(&self, p: u32) -> Vec<(i64, &[Cell])> {
+        self.epochs_of(p)
+            .iter()
+            .map(|&(start, t)| (start, self.table(t)))
+            .collect()
+    }
+
     /// The cell of feature `f` in profile `p` at the time `at()` gives (called only when needed).
     #[inline(always)]
     pub(crate) fn cell(&self, p: u32, f: usize, at: impl FnOnce() -> i64) -> Cell {
