@@ -44,6 +44,7 @@ pub mod delta;
 pub mod dump;
 pub mod edge;
 pub mod engine;
+mod error;
 pub mod events;
 pub mod handle;
 pub mod hash;
@@ -60,7 +61,8 @@ pub use catalog::{
 };
 pub use delta::{diff, ApplyError, Delta};
 pub use dump::{dump, DumpError};
-pub use engine::{load_source, read_file, Engine, Error, MAX_INPUT_BYTES};
+pub use engine::{load_source, read_file, Engine, MAX_INPUT_BYTES};
+pub use error::{Error, ErrorKind};
 pub use events::{Event, EventKind, WaitError, EVENT_RING_CAPACITY};
 pub use handle::{CustomerIds, FeatureHandle, PackedIds, TooManyFeatureKeys, MAX_FEATURE_KEYS};
 pub use model::{Decision, FeatureType, Limit, Reason, Value, MAX_LIMIT};

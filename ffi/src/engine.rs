@@ -1,6 +1,8 @@
 //! The engine handle: creation, the hot-path lookups, content updates and release.
 
-use entitle_core::{load_source, read_file, Decision, Engine, Limit, Reason, Snapshot, Value};
+use entitle_core::{
+    load_source, read_file, Decision, Engine, Error, Limit, Reason, Snapshot, Value,
+};
 
 use crate::error::{entitle_result, guard, guard_value, Failure};
 use crate::input::{arg_bytes, arg_path, arg_str, bytes, utf8};
@@ -622,7 +624,7 @@ pub unsafe extern "C" fn entitle_engine_replace_snapshot(
         let engine = unsafe { engine_arg(engine) }?;
         // SAFETY: as above.
         let bytes = unsafe { arg_bytes(bytes, len, "bytes") }?;
-        engine.replace(Snapshot::from_bytes(bytes.to_vec())?);
+        engine.replace(Snapshot::from_bytes(bytes.to_vec()).map_err(Error::InvalidSnapshot)?);
         Ok(())
     })
 }

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::ffi::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use entitle_core::{ApplyError, Error, FormatError};
+use entitle_core::{Error, ErrorKind};
 
 /// The outcome of a fallible call.
 ///
@@ -124,36 +124,43 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// Replaces the detail (keeping the code): for a call that can say more than the core's text.
+    pub(crate) fn with_detail(mut self, detail: impl Into<Cow<'static, str>>) -> Failure {
+        self.detail = detail.into();
+        self
+    }
+}
+
+/// The result code of each kind of core error: the one place where a core failure becomes a code.
+pub(crate) fn code_of(kind: ErrorKind) -> entitle_result {
+    match kind {
+        ErrorKind::InvalidCatalog => entitle_result::InvalidCatalog,
+        ErrorKind::BadMagic => entitle_result::BadMagic,
+        ErrorKind::UnsupportedVersion => entitle_result::UnsupportedVersion,
+        ErrorKind::Corrupt => entitle_result::Corrupt,
+        ErrorKind::TooLarge => entitle_result::TooLarge,
+        ErrorKind::WrongBase => entitle_result::WrongBase,
+        ErrorKind::FeatureMismatch => entitle_result::FeatureMismatch,
+        ErrorKind::Io | ErrorKind::ThreadStart => entitle_result::Io,
+        ErrorKind::InvalidConfig => entitle_result::InvalidConfig,
+        ErrorKind::TooManyFeatureKeys => entitle_result::InvalidParameter,
+        ErrorKind::Timeout => entitle_result::Timeout,
+        ErrorKind::Closed => entitle_result::Closed,
+        // A kind added to the core without a code here is a bug of this library; the test
+        // `every_core_error_kind_has_its_own_code` catches it before it ships.
+        _ => entitle_result::Panic,
+    }
+}
+
 impl From<Error> for Failure {
     fn from(e: Error) -> Failure {
-        let code = match &e {
+        let code = code_of(e.kind());
+        match e {
             // The catalog's own message starts with the path of the offending value.
-            Error::Catalog(c) => {
-                return Failure::new(entitle_result::InvalidCatalog, c.to_string());
-            }
-            Error::Format(f) => format_code(f),
-            Error::Apply(ApplyError::WrongBase { .. }) => entitle_result::WrongBase,
-            Error::Apply(ApplyError::FeatureMismatch) => entitle_result::FeatureMismatch,
-            Error::Io { .. } => entitle_result::Io,
-        };
-        Failure::new(code, e.to_string())
-    }
-}
-
-impl From<FormatError> for Failure {
-    fn from(e: FormatError) -> Failure {
-        Failure::new(format_code(&e), e.to_string())
-    }
-}
-
-fn format_code(e: &FormatError) -> entitle_result {
-    match e {
-        FormatError::BadMagic { .. } => entitle_result::BadMagic,
-        FormatError::UnsupportedVersion { .. } => entitle_result::UnsupportedVersion,
-        FormatError::Truncated { .. }
-        | FormatError::ChecksumMismatch { .. }
-        | FormatError::Invalid(_) => entitle_result::Corrupt,
-        FormatError::TooLarge => entitle_result::TooLarge,
+            Error::InvalidCatalog(c) => Failure::new(code, c.to_string()),
+            e => Failure::new(code, e.to_string()),
+        }
     }
 }
 
@@ -343,47 +350,65 @@ mod tests {
     }
 
     #[test]
-    fn format_errors_map_to_distinct_codes() {
-        let cases = [
+    fn every_core_error_kind_has_its_own_code() {
+        let expected = [
+            (ErrorKind::InvalidCatalog, entitle_result::InvalidCatalog, 8),
+            (ErrorKind::BadMagic, entitle_result::BadMagic, 9),
             (
-                FormatError::BadMagic {
-                    expected: "snapshot",
-                },
-                entitle_result::BadMagic,
-            ),
-            (
-                FormatError::UnsupportedVersion {
-                    found: 9,
-                    supported: 1,
-                },
+                ErrorKind::UnsupportedVersion,
                 entitle_result::UnsupportedVersion,
+                10,
             ),
+            (ErrorKind::Corrupt, entitle_result::Corrupt, 11),
+            (ErrorKind::TooLarge, entitle_result::TooLarge, 12),
+            (ErrorKind::WrongBase, entitle_result::WrongBase, 13),
             (
-                FormatError::Truncated { what: "body" },
-                entitle_result::Corrupt,
+                ErrorKind::FeatureMismatch,
+                entitle_result::FeatureMismatch,
+                14,
             ),
+            (ErrorKind::Io, entitle_result::Io, 7),
+            (ErrorKind::InvalidConfig, entitle_result::InvalidConfig, 15),
+            (ErrorKind::ThreadStart, entitle_result::Io, 7),
             (
-                FormatError::ChecksumMismatch {
-                    stored: 1,
-                    computed: 2,
-                },
-                entitle_result::Corrupt,
+                ErrorKind::TooManyFeatureKeys,
+                entitle_result::InvalidParameter,
+                3,
             ),
-            (FormatError::Invalid("x".into()), entitle_result::Corrupt),
-            (FormatError::TooLarge, entitle_result::TooLarge),
+            (ErrorKind::Timeout, entitle_result::Timeout, 16),
+            (ErrorKind::Closed, entitle_result::Closed, 17),
         ];
-        for (e, code) in cases {
-            let text = e.to_string();
-            let f = Failure::from(Error::Format(e));
-            assert_eq!(f.code, code);
-            assert_eq!(f.detail, text);
+        assert_eq!(expected.len(), ErrorKind::ALL.len());
+        for (kind, code, number) in expected {
+            assert!(ErrorKind::ALL.contains(&kind), "{kind:?}");
+            assert_eq!(code_of(kind), code, "{kind:?}");
+            assert_eq!(code as u32, number, "{kind:?}");
         }
-        let wrong = Failure::from(Error::Apply(ApplyError::WrongBase {
-            expected: (1, 2),
-            found: (3, 4),
-        }));
-        assert_eq!(wrong.code, entitle_result::WrongBase);
-        let mismatch = Failure::from(Error::Apply(ApplyError::FeatureMismatch));
-        assert_eq!(mismatch.code, entitle_result::FeatureMismatch);
+    }
+
+    #[test]
+    fn core_errors_keep_their_text_as_the_detail() {
+        let catalog = entitle_core::Catalog::from_json(b"{\"features\": 3}")
+            .err()
+            .map(Error::from);
+        let Some(e) = catalog else {
+            panic!("the catalog is invalid")
+        };
+        let Error::InvalidCatalog(inner) = &e else {
+            panic!("{e:?}")
+        };
+        let text = inner.to_string();
+        let f = Failure::from(e);
+        assert_eq!(f.code, entitle_result::InvalidCatalog);
+        assert_eq!(f.detail, text);
+        let io = Error::Io {
+            path: "/nowhere".into(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "not found"),
+        };
+        let f = Failure::from(io);
+        assert_eq!(
+            (f.code, &*f.detail),
+            (entitle_result::Io, "/nowhere: not found")
+        );
     }
 }

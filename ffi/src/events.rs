@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use entitle_core::{EventKind, WaitError};
+use entitle_core::{Error, EventKind, WaitError};
 
 use crate::engine::{engine_arg, entitle_engine};
 use crate::error::{entitle_result, guard, Failure};
@@ -121,15 +121,16 @@ pub unsafe extern "C" fn entitle_engine_next_event(
         }
         let event = engine
             .next_event(after_seq, Duration::from_millis(timeout_ms))
-            .map_err(|e| match e {
-                WaitError::Timeout => Failure::new(
-                    entitle_result::Timeout,
-                    format!("no event after {after_seq} within {timeout_ms} ms"),
-                ),
-                WaitError::Closed => Failure::new(
-                    entitle_result::Closed,
-                    format!("the engine is closed and has no event after {after_seq}"),
-                ),
+            .map_err(|e| {
+                let detail = match e {
+                    WaitError::Timeout => {
+                        format!("no event after {after_seq} within {timeout_ms} ms")
+                    }
+                    WaitError::Closed => {
+                        format!("the engine is closed and has no event after {after_seq}")
+                    }
+                };
+                Failure::from(Error::from(e)).with_detail(detail)
             })?;
         let message = truncated(&event.message, msg_cap);
         if !message.is_empty() {

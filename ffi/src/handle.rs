@@ -1,7 +1,7 @@
 //! Feature handles and batched lookups: a feature key resolved once into a plain value, lookups
 //! through it, and calls that answer many customers or many features at once.
 
-use entitle_core::{Decision, Engine, FeatureHandle, Limit, PackedIds, Reason};
+use entitle_core::{Decision, Engine, Error, FeatureHandle, Limit, PackedIds, Reason};
 
 use crate::engine::{engine_arg, engine_ref, entitle_decision, entitle_engine, ENTITLE_UNLIMITED};
 use crate::error::{entitle_result, guard, guard_value, Failure};
@@ -74,9 +74,7 @@ pub unsafe extern "C" fn entitle_engine_feature(
         if out.is_null() {
             return Err(Failure::null("out"));
         }
-        let handle = engine
-            .feature(key)
-            .map_err(|e| Failure::new(entitle_result::InvalidParameter, e.to_string()))?;
+        let handle = engine.feature(key).map_err(Error::from)?;
         // SAFETY: `out` is non-NULL; the caller guarantees it is writable.
         unsafe { out.write(handle.into()) };
         Ok(())

@@ -4,77 +4,19 @@ mod handles;
 #[cfg(feature = "sync")]
 mod sync;
 
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::catalog::{Catalog, CatalogError};
-use crate::delta::{ApplyError, Delta};
+use crate::catalog::Catalog;
+use crate::delta::Delta;
+pub(crate) use crate::error::Error;
 use crate::events::{Event, WaitError};
 use crate::model::{Decision, Limit};
 use crate::snapshot::format::FileKind;
 use crate::snapshot::{BuildOptions, FeatureInfo, FormatError, Snapshot};
 use crate::store::Store;
 use crate::view::View;
-
-/// Any failure of the engine's fallible operations.
-#[derive(Debug)]
-pub enum Error {
-    /// The catalog is invalid.
-    Catalog(CatalogError),
-    /// Snapshot or delta bytes are invalid.
-    Format(FormatError),
-    /// A delta does not apply to the current content.
-    Apply(ApplyError),
-    /// A file could not be read or written.
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        source: std::io::Error,
-    },
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Catalog(e) => write!(f, "invalid catalog: {e}"),
-            Error::Format(e) => e.fmt(f),
-            Error::Apply(e) => e.fmt(f),
-            Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
-        }
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Catalog(e) => Some(e),
-            Error::Format(e) => Some(e),
-            Error::Apply(e) => Some(e),
-            Error::Io { source, .. } => Some(source),
-        }
-    }
-}
-
-impl From<CatalogError> for Error {
-    fn from(e: CatalogError) -> Error {
-        Error::Catalog(e)
-    }
-}
-
-impl From<FormatError> for Error {
-    fn from(e: FormatError) -> Error {
-        Error::Format(e)
-    }
-}
-
-impl From<ApplyError> for Error {
-    fn from(e: ApplyError) -> Error {
-        Error::Apply(e)
-    }
-}
 
 /// The largest input file [`read_file`] reads: 2 GiB, far above any real catalog or snapshot.
 pub const MAX_INPUT_BYTES: u64 = 2 << 30;
@@ -89,10 +31,7 @@ pub const MAX_INPUT_BYTES: u64 = 2 << 30;
 /// [`Error::Io`] naming `path`: unreadable, not a regular file or pipe, or too large.
 pub fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
     use std::io::Read;
-    let io = |source: std::io::Error| Error::Io {
-        path: path.to_owned(),
-        source,
-    };
+    let io = |source: std::io::Error| Error::io(path, source);
     let refuse = |msg: String| io(std::io::Error::new(std::io::ErrorKind::InvalidInput, msg));
     let file = std::fs::File::open(path).map_err(io)?;
     let meta = file.metadata().map_err(io)?;
@@ -138,18 +77,19 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
 /// The catalog's or the snapshot's error.
 pub fn load_source(bytes: Vec<u8>) -> Result<Snapshot, Error> {
     match FileKind::of(&bytes) {
-        Some(FileKind::Snapshot) => return Ok(Snapshot::from_bytes(bytes)?),
+        Some(FileKind::Snapshot) => {
+            return Snapshot::from_bytes(bytes).map_err(Error::InvalidSnapshot)
+        }
         Some(FileKind::Delta) => {
             // Not JSON either: say what it is rather than report an invalid catalog.
-            return Err(FormatError::BadMagic {
+            return Err(Error::InvalidSnapshot(FormatError::BadMagic {
                 expected: "snapshot or catalog (this is a delta: apply it to its base snapshot)",
-            }
-            .into());
+            }));
         }
         None => {}
     }
     let catalog = Catalog::from_json(&bytes)?;
-    Ok(Snapshot::build(&catalog, BuildOptions::default())?)
+    Snapshot::build(&catalog, BuildOptions::default()).map_err(Error::InvalidSnapshot)
 }
 
 /// An in-process entitlement engine: lock-free lookups over the current snapshot, atomic updates.
@@ -190,9 +130,11 @@ impl Engine {
     /// An engine serving the snapshot in `bytes`.
     ///
     /// # Errors
-    /// [`Error::Format`] when the bytes are not a valid snapshot.
+    /// [`Error::InvalidSnapshot`] when the bytes are not a valid snapshot.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Engine, Error> {
-        Ok(Engine::from_snapshot(Snapshot::from_bytes(bytes)?))
+        Snapshot::from_bytes(bytes)
+            .map(Engine::from_snapshot)
+            .map_err(Error::InvalidSnapshot)
     }
 
     /// An engine serving the snapshot (or catalog) in the file at `path`.
@@ -208,18 +150,18 @@ impl Engine {
     /// An engine compiled from a catalog (version 0), for tests and small applications.
     ///
     /// # Errors
-    /// [`Error::Format`] past the format's limits.
+    /// [`Error::InvalidSnapshot`] (of kind [`TooLarge`](crate::ErrorKind::TooLarge)) past the
+    /// format's limits.
     pub fn from_catalog(catalog: &Catalog) -> Result<Engine, Error> {
-        Ok(Engine::from_snapshot(Snapshot::build(
-            catalog,
-            BuildOptions::default(),
-        )?))
+        Snapshot::build(catalog, BuildOptions::default())
+            .map(Engine::from_snapshot)
+            .map_err(Error::InvalidSnapshot)
     }
 
     /// An engine compiled from catalog JSON.
     ///
     /// # Errors
-    /// [`Error::Catalog`] when the catalog is invalid.
+    /// [`Error::InvalidCatalog`] when the catalog is invalid.
     pub fn from_catalog_json(json: &[u8]) -> Result<Engine, Error> {
         Engine::from_catalog(&Catalog::from_json(json)?)
     }
@@ -298,10 +240,10 @@ impl Engine {
     /// Applies delta bytes; returns the new version.
     ///
     /// # Errors
-    /// [`Error::Format`] for invalid bytes, [`Error::Apply`] for a delta made for another base; the
-    /// current content is kept either way.
+    /// [`Error::InvalidDelta`] for invalid bytes, [`Error::WrongBase`] for a delta made for another
+    /// base; the current content is kept either way.
     pub fn apply_delta(&self, bytes: Vec<u8>) -> Result<u64, Error> {
-        let delta = Delta::from_bytes(bytes)?;
+        let delta = Delta::from_bytes(bytes).map_err(Error::InvalidDelta)?;
         Ok(self.store.apply(&delta)?)
     }
 
@@ -342,7 +284,8 @@ impl Engine {
     ///     let v2 = entitle_core::Snapshot::build(
     ///         &entitle_core::Catalog::from_json(br#"{"features": []}"#)?,
     ///         entitle_core::BuildOptions { version: 2, created_at: 0 },
-    ///     )?;
+    ///     )
+    ///     .map_err(entitle_core::Error::InvalidSnapshot)?;
     ///     engine.replace(v2);
     ///     engine.close();
     ///     Ok::<_, entitle_core::Error>(listener.join().expect("listener"))

@@ -14,7 +14,7 @@ use super::{Engine, Error};
 /// An empty snapshot (no features): what an engine serves before its first sync.
 fn empty_snapshot() -> Result<Snapshot, Error> {
     let catalog = Catalog::from_json(br#"{"features": []}"#)?;
-    Ok(Snapshot::build(&catalog, BuildOptions::default())?)
+    Snapshot::build(&catalog, BuildOptions::default()).map_err(Error::InvalidSnapshot)
 }
 
 impl Engine {
