@@ -310,6 +310,9 @@ fn run(command: Command) -> Result<(), String> {
             for note in &done.repaired {
                 eprintln!("entitle: repaired the edge: {note}");
             }
+            for note in &done.omitted {
+                eprintln!("entitle: published without {note}");
+            }
             let m = &done.manifest;
             let info = json!({
                 "version": m.version,
@@ -320,6 +323,7 @@ fn run(command: Command) -> Result<(), String> {
                 "delta": done.delta.as_ref().map(|d| &d.path),
                 "delta_bytes": done.delta.as_ref().map(|d| d.bytes),
                 "deltas_kept": m.deltas.len(),
+                "subscriptions": m.subscriptions.as_ref().map(|s| &s.path),
                 "removed": done.removed,
             });
             print_line(&info.to_string())

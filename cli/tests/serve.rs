@@ -435,6 +435,46 @@ fn assert_state_matches_check(state: &Value, source: &str, customer: &str, at: i
     }
 }
 
+/// The Stripe subscription objects the state API lists for `customer` of the catalog at `path`:
+/// those not canceled, with what the catalog knows.
+fn expected_subscriptions(path: &str, customer: &str) -> Value {
+    let c: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let customer = c["customers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == customer)
+        .unwrap();
+    let subs = customer["subscriptions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    Value::Array(
+        subs.iter()
+            .filter(|s| s["status"] != "canceled")
+            .map(|s| {
+                let items: Vec<Value> = s["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| {
+                        serde_json::json!({
+                            "object": "subscription_item",
+                            "price": {"object": "price", "product": i["product"]},
+                            "quantity": i.get("quantity").cloned().unwrap_or(Value::from(1)),
+                        })
+                    })
+                    .collect();
+                serde_json::json!({
+                    "id": s["id"], "object": "subscription", "customer": customer["id"],
+                    "status": s["status"], "cancel_at": s["cancel_at"],
+                    "items": {"object": "list", "data": items},
+                })
+            })
+            .collect(),
+    )
+}
+
 #[test]
 fn customer_state_answers_like_check_and_follows_publishes() {
     let dir = TempDir::new("cli-serve");
@@ -467,7 +507,11 @@ fn customer_state_answers_like_check_and_follows_publishes() {
             assert_eq!(r.header("content-type"), Some("application/json"));
             let state = r.json();
             assert_eq!(state["version"], 1);
-            assert_eq!(state["subscriptions"], Value::Array(vec![]));
+            assert_eq!(
+                state["subscriptions"],
+                expected_subscriptions(&catalog_path, c),
+                "{c}"
+            );
             let keys: Vec<&str> = state["features"]
                 .as_array()
                 .unwrap()
@@ -488,6 +532,166 @@ fn customer_state_answers_like_check_and_follows_publishes() {
         (r.status == 200).then(|| r.json())
     });
     assert_eq!(state["features"][0]["value_limit"], 77);
+    assert_eq!(
+        state["subscriptions"],
+        expected_subscriptions(&dir.path("c2.json"), "cus_a")
+    );
+}
+
+/// A catalog where `cus_a` has `projects` = `n` and one subscription `sub_n` of `quantity` seats.
+fn catalog_with_subscription(dir: &TempDir, name: &str, n: u64) -> String {
+    let path = dir.path(name);
+    std::fs::write(
+        &path,
+        format!(
+            r#"{{"features": [{{"key": "projects", "type": "limit", "default": 3}}],
+                "products": [{{"id": "prod_pro", "features": {{"projects": 50}}}}],
+                "customers": [{{"id": "cus_a", "overrides": {{"projects": {n}}},
+                  "subscriptions": [{{"id": "sub_{n}", "status": "active", "cancel_at": 1900000000,
+                                      "items": [{{"product": "prod_pro", "quantity": {n}}}]}},
+                                    {{"id": "sub_old", "status": "canceled", "items": []}}]}},
+                  {{"id": "cus_b"}}]}}"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn the_state_api_applies_published_deltas_and_falls_back_to_snapshots() {
+    let dir = TempDir::new("cli-serve");
+    let edge = dir.path("edge");
+    ok(&[
+        "publish",
+        &catalog_with_subscription(&dir, "c1.json", 10),
+        "--edge",
+        &edge,
+    ]);
+    let server = Server::start(Some(&edge), &[]);
+    let limit_and_subs = || {
+        let r = server.get("/v1/customers/cus_a/state", &[]);
+        (r.status == 200).then(|| {
+            let s = r.json();
+            let v: u64 = r.header("entitle-version").unwrap().parse().unwrap();
+            (
+                v,
+                s["features"][0]["value_limit"].clone(),
+                s["subscriptions"].clone(),
+            )
+        })
+    };
+    eventually("the first version", || {
+        limit_and_subs().filter(|s| s.0 == 1)
+    });
+    assert_eq!(
+        server.metric("entitle_edge_state_snapshots_loaded_total", &[]),
+        1.0
+    );
+
+    // A publish with a delta from the served version: applied, not reloaded.
+    let c2 = catalog_with_subscription(&dir, "c2.json", 20);
+    let published = ok(&["publish", &c2, "--edge", &edge]);
+    assert!(published["delta"].is_string());
+    let (_, limit, subs) = eventually("version 2", || limit_and_subs().filter(|s| s.0 == 2));
+    assert_eq!(limit, 20);
+    assert_eq!(subs, expected_subscriptions(&c2, "cus_a"));
+    assert_eq!(subs[0]["id"], "sub_20");
+    assert_eq!(
+        subs.as_array().unwrap().len(),
+        1,
+        "canceled subscriptions are left out"
+    );
+    assert_eq!(
+        server.metric("entitle_edge_state_deltas_applied_total", &[]),
+        1.0
+    );
+    assert_eq!(
+        server.metric("entitle_edge_state_snapshots_loaded_total", &[]),
+        1.0
+    );
+    let b = server.get("/v1/customers/cus_b/state", &[]).json();
+    assert_eq!(b["subscriptions"], Value::Array(vec![]));
+
+    // No delta leads there (--keep 0): the snapshot is loaded.
+    ok(&[
+        "publish",
+        &catalog_with_subscription(&dir, "c3.json", 30),
+        "--edge",
+        &edge,
+        "--keep",
+        "0",
+    ]);
+    let (_, limit, subs) = eventually("version 3", || limit_and_subs().filter(|s| s.0 == 3));
+    assert_eq!(
+        (limit, &subs[0]["id"]),
+        (Value::from(30), &Value::from("sub_30"))
+    );
+    assert_eq!(
+        server.metric("entitle_edge_state_deltas_applied_total", &[]),
+        1.0
+    );
+    assert_eq!(
+        server.metric("entitle_edge_state_snapshots_loaded_total", &[]),
+        2.0
+    );
+}
+
+#[test]
+fn subscriptions_documents_are_verified_and_optional() {
+    let dir = TempDir::new("cli-serve");
+    let edge = dir.path("edge");
+    let published = ok(&[
+        "publish",
+        &catalog_with_subscription(&dir, "c1.json", 10),
+        "--edge",
+        &edge,
+    ]);
+    let doc_path = dir.path(&format!(
+        "edge/{}",
+        published["subscriptions"].as_str().unwrap()
+    ));
+    let manifest_path = dir.path("edge/manifest.json");
+    let manifest = std::fs::read_to_string(&manifest_path).unwrap();
+
+    // A document that is not what the manifest names: the version is not served, and /healthz says why.
+    let good = std::fs::read(&doc_path).unwrap();
+    let mut bad = good.clone();
+    let at = bad.iter().position(|&b| b == b'0').unwrap();
+    bad[at] = b'1';
+    std::fs::write(&doc_path, &bad).unwrap();
+    let server = Server::start(Some(&edge), &[]);
+    let h = eventually("the failure", || {
+        let h = server.get("/healthz", &[]);
+        (h.status == 503 && h.json()["problems"].to_string().contains("checksum")).then_some(h)
+    });
+    assert!(
+        h.json()["problems"].to_string().contains("subscriptions/"),
+        "{:?}",
+        h.json()
+    );
+    assert_eq!(server.get("/v1/customers/cus_a/state", &[]).status, 503);
+    std::fs::write(&doc_path, &good).unwrap();
+    eventually("the retry", || {
+        (server.get("/healthz", &[]).status == 200).then_some(())
+    });
+    let served = server.get(
+        &format!("/{}", published["subscriptions"].as_str().unwrap()),
+        &[],
+    );
+    assert_eq!((served.status, served.body), (200, good));
+    drop(server);
+
+    // An edge published without a document (an older publisher): no subscriptions, no error.
+    let mut m: Value = serde_json::from_str(&manifest).unwrap();
+    m.as_object_mut().unwrap().remove("subscriptions");
+    std::fs::write(&manifest_path, m.to_string()).unwrap();
+    let server = Server::start(Some(&edge), &[]);
+    let state = eventually("content", || {
+        let r = server.get("/v1/customers/cus_a/state", &[]);
+        (r.status == 200).then(|| r.json())
+    });
+    assert_eq!(state["subscriptions"], Value::Array(vec![]));
+    assert_eq!(state["features"][0]["value_limit"], 10);
 }
 
 #[test]
@@ -505,15 +709,20 @@ fn upstream_edges_chain_and_answer_the_state_api() {
         (r.status == 200).then(|| r.json())
     });
     assert_eq!(state["features"][0]["value_limit"], 10);
+    assert_eq!(state["subscriptions"], Value::Array(vec![]));
     assert_eq!(relay.get("/healthz", &[]).json()["status"], "ready");
     // The relay serves no directory.
     assert_eq!(relay.get("/manifest.json", &[]).status, 404);
 
-    ok(&["publish", &catalog(&dir, "c2.json", 20), "--edge", &edge]);
-    eventually("the relay to follow the publish", || {
+    let c2 = catalog_with_subscription(&dir, "c2.json", 20);
+    ok(&["publish", &c2, "--edge", &edge]);
+    let state = eventually("the relay to follow the publish", || {
         let r = relay.get("/v1/customers/cus_a/state", &[]);
-        (r.json()["features"][0]["value_limit"] == 20).then_some(())
+        let s = r.json();
+        (s["features"][0]["value_limit"] == 20).then_some(s)
     });
+    // The subscriptions arrive with the version they were published for.
+    assert_eq!(state["subscriptions"], expected_subscriptions(&c2, "cus_a"));
 }
 
 /// Opens `n` connections to `addr` that send nothing.

@@ -5,6 +5,7 @@
 //!   manifest.json                                 small, revalidated (ETag / If-None-Match)
 //!   snapshots/v000042-89abcdef01234567.snap       immutable, named by version + checksum
 //!   deltas/v000041-v000042-89abcdef01234567.delta immutable, named by versions + target checksum
+//!   subscriptions/v000042-0123456789abcdef.json   optional, immutable: the version's subscriptions
 //! ```
 //!
 //! The [`Manifest`] names the lineage (changes when the publisher starts over), the current version,
@@ -42,7 +43,11 @@ use crate::catalog::Catalog;
 use crate::delta::{diff, Delta};
 use crate::hash::xxh64;
 use crate::snapshot::{BuildOptions, FormatError, Snapshot};
+use crate::subscriptions::{self, MAX_SUBSCRIPTIONS_BYTES};
 use crate::view::unix_now;
+
+/// The edge directory's subdirectories of artifacts.
+const ARTIFACT_DIRS: [&str; 3] = ["snapshots", "deltas", "subscriptions"];
 
 /// The manifest's file name inside the edge directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -195,6 +200,29 @@ impl DeltaEntry {
     }
 }
 
+/// The subscriptions document of the manifest's version (see [`crate::subscriptions`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubscriptionsEntry {
+    /// The XXH64 (seed 0) of the whole file.
+    pub checksum: u64,
+    /// The file's size in bytes.
+    pub bytes: u64,
+    /// The file's path relative to the edge root (see [`subscriptions_path`]).
+    pub path: String,
+}
+
+impl SubscriptionsEntry {
+    /// The entry describing the document `bytes` of `version`, stored at [`subscriptions_path`].
+    pub fn for_document(version: u64, bytes: &[u8]) -> SubscriptionsEntry {
+        let checksum = xxh64(bytes, 0);
+        SubscriptionsEntry {
+            checksum,
+            bytes: bytes.len() as u64,
+            path: subscriptions_path(version, checksum),
+        }
+    }
+}
+
 /// The last 8 bytes of a snapshot or delta file: its XXH64 checksum.
 pub fn trailer(bytes: &[u8]) -> u64 {
     match bytes.len().checked_sub(8) {
@@ -215,6 +243,11 @@ pub fn snapshot_path(version: u64, checksum: u64) -> String {
 /// Where the delta from `from` to `to` (with target checksum `to_checksum`) is stored.
 pub fn delta_path(from: u64, to: u64, to_checksum: u64) -> String {
     format!("deltas/v{from:06}-v{to:06}-{to_checksum:016x}.delta")
+}
+
+/// Where the subscriptions document of `version` with file checksum `checksum` is stored.
+pub fn subscriptions_path(version: u64, checksum: u64) -> String {
+    format!("subscriptions/v{version:06}-{checksum:016x}.json")
 }
 
 /// The edge's table of contents: what the current version is and where to get it.
@@ -242,6 +275,8 @@ pub struct Manifest {
     pub snapshot: SnapshotEntry,
     /// Recent deltas, oldest first; normally a contiguous chain ending at `version`.
     pub deltas: Vec<DeltaEntry>,
+    /// The subscriptions document of `version`, when the publisher wrote one.
+    pub subscriptions: Option<SubscriptionsEntry>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -253,6 +288,15 @@ struct RawManifest {
     snapshot: RawSnapshot,
     #[serde(default)]
     deltas: Vec<RawDelta>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    subscriptions: Option<RawSubscriptions>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RawSubscriptions {
+    checksum: String,
+    bytes: u64,
+    path: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -381,12 +425,29 @@ impl Manifest {
                 path: d.path,
             });
         }
+        let subscriptions = match raw.subscriptions {
+            Some(s) => {
+                if !is_safe_path(&s.path) {
+                    return Err(EdgeError::Manifest(format!(
+                        "subscriptions.path {:?} is not a safe relative path",
+                        s.path
+                    )));
+                }
+                Some(SubscriptionsEntry {
+                    checksum: parse_hex(&s.checksum, "subscriptions.checksum")?,
+                    bytes: s.bytes,
+                    path: s.path,
+                })
+            }
+            None => None,
+        };
         Ok(Manifest {
             lineage: raw.lineage,
             version: raw.version,
             created_at: raw.created_at,
             snapshot,
             deltas,
+            subscriptions,
         })
     }
 
@@ -417,6 +478,11 @@ impl Manifest {
                     path: d.path.clone(),
                 })
                 .collect(),
+            subscriptions: self.subscriptions.as_ref().map(|s| RawSubscriptions {
+                checksum: hex(s.checksum),
+                bytes: s.bytes,
+                path: s.path.clone(),
+            }),
         };
         let mut text = serde_json::to_string_pretty(&raw).unwrap_or_default();
         text.push('\n');
@@ -441,7 +507,9 @@ impl Manifest {
 
     /// Every artifact path the manifest names.
     pub fn paths(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.snapshot.path.as_str()).chain(self.deltas.iter().map(|d| &*d.path))
+        std::iter::once(self.snapshot.path.as_str())
+            .chain(self.deltas.iter().map(|d| &*d.path))
+            .chain(self.subscriptions.iter().map(|s| &*s.path))
     }
 }
 
@@ -496,6 +564,9 @@ pub struct Published {
     /// Damage found on the edge and worked around (a missing artifact the previous manifest named:
     /// the chain then starts after it, and clients behind it fetch the snapshot).
     pub repaired: Vec<String>,
+    /// What this version was published without, and why (a subscriptions document larger than
+    /// [`MAX_SUBSCRIPTIONS_BYTES`]).
+    pub omitted: Vec<String>,
 }
 
 /// A new lineage id: time and process based, unique enough that two publishers starting over never
@@ -606,7 +677,20 @@ pub fn publish(
         }
         deltas.drain(..=gap);
     }
-    for sub in ["snapshots", "deltas"] {
+    let mut omitted = Vec::new();
+    let doc = subscriptions::document(catalog, version, entry.checksum);
+    let subscriptions = if doc.len() as u64 <= MAX_SUBSCRIPTIONS_BYTES {
+        let s = SubscriptionsEntry::for_document(version, &doc);
+        write_artifact(dir, &s.path, &doc)?;
+        Some(s)
+    } else {
+        omitted.push(format!(
+            "the subscriptions document: {} bytes, more than the {MAX_SUBSCRIPTIONS_BYTES} allowed",
+            doc.len()
+        ));
+        None
+    };
+    for sub in ARTIFACT_DIRS {
         sync_dir(&dir.join(sub));
     }
     let mut manifest = Manifest {
@@ -617,6 +701,7 @@ pub fn publish(
         created_at,
         snapshot: entry,
         deltas,
+        subscriptions,
     };
     trim_to_fit(&mut manifest);
     write_manifest(dir, &manifest)?;
@@ -626,6 +711,7 @@ pub fn publish(
         delta: new_delta,
         removed,
         repaired,
+        omitted,
     })
 }
 
@@ -819,7 +905,7 @@ fn collect_garbage(dir: &Path, current: &Manifest, previous: Option<&Manifest>) 
         .chain(previous.into_iter().flat_map(Manifest::paths))
         .collect();
     let mut removed = Vec::new();
-    for sub in ["snapshots", "deltas"] {
+    for sub in ARTIFACT_DIRS {
         let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
             continue;
         };
@@ -841,7 +927,9 @@ fn collect_garbage(dir: &Path, current: &Manifest, previous: Option<&Manifest>) 
                 }
                 continue;
             }
-            let artifact = name.ends_with(".snap") || name.ends_with(".delta");
+            let artifact = name.ends_with(".snap")
+                || name.ends_with(".delta")
+                || (sub == "subscriptions" && name.ends_with(".json"));
             if artifact
                 && !keep.contains(rel.as_str())
                 && std::fs::remove_file(entry.path()).is_ok()
@@ -1039,6 +1127,11 @@ mod tests {
                 bytes: 4,
                 path: delta_path(1, 2, 7),
             }],
+            subscriptions: Some(SubscriptionsEntry {
+                checksum: 0x11,
+                bytes: 40,
+                path: subscriptions_path(2, 0x11),
+            }),
         };
         let json = m.to_json();
         assert_eq!(Manifest::from_json(json.as_bytes()).unwrap(), m);
@@ -1051,6 +1144,12 @@ mod tests {
             ("\"format\": 1", "\"format\": 2", "format 2"),
             ("\"lineage\": \"abc\"", "\"lineage\": \"\"", "lineage"),
             ("0000000000000007\"", "7\"", "16 hex digits"),
+            (
+                "subscriptions/v000002",
+                "subscriptions/../v000002",
+                "subscriptions.path",
+            ),
+            ("0000000000000011\"", "11\"", "subscriptions.checksum"),
         ] {
             let bad = json.replacen(from, to, 1);
             let err = Manifest::from_json(bad.as_bytes()).unwrap_err().to_string();

@@ -51,6 +51,7 @@ pub mod hash;
 pub mod model;
 pub mod snapshot;
 pub mod store;
+pub mod subscriptions;
 #[cfg(feature = "sync")]
 pub mod sync;
 pub mod synth;

@@ -111,6 +111,7 @@ impl Publisher {
             created_at: snap.created_at(),
             snapshot: entry,
             deltas,
+            subscriptions: None,
         };
         self.current = Some(snap);
         self.manifest = Some(manifest.clone());

@@ -18,7 +18,8 @@ pub enum Refusal {
 }
 
 /// Whether `rel` (a path relative to the edge directory) is a file the edge protocol names: the
-/// manifest, `snapshots/*.snap` or `deltas/*.delta`, each segment safe and none hidden.
+/// manifest, `snapshots/*.snap`, `deltas/*.delta` or `subscriptions/*.json`, each segment safe and
+/// none hidden.
 pub fn is_edge_file(rel: &str) -> bool {
     if rel == MANIFEST_FILE {
         return true;
@@ -32,6 +33,7 @@ pub fn is_edge_file(rel: &str) -> bool {
     let ext = match dir {
         "snapshots" => ".snap",
         "deltas" => ".delta",
+        "subscriptions" => ".json",
         _ => return false,
     };
     !name.contains('/') && !name.starts_with('.') && name.len() > ext.len() && name.ends_with(ext)

@@ -1,19 +1,21 @@
 //! The served manifest as last read from disk, shared with long-polls through a watch channel, and
-//! the engine kept at the snapshot that manifest names.
+//! the engine kept at the version that manifest names (by its deltas when they lead there).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
-use entitle_core::edge::{Manifest, MANIFEST_FILE, MAX_MANIFEST_BYTES};
+use entitle_core::edge::{trailer, DeltaEntry, Manifest, MANIFEST_FILE, MAX_MANIFEST_BYTES};
 use entitle_core::hash::xxh64;
+use entitle_core::subscriptions::Subscriptions;
 use entitle_core::{Engine, Snapshot};
 use tokio::sync::watch;
 
 use super::files;
 use super::metrics::Metrics;
+use super::state::{subscriptions_bound, verify_subscriptions, Served, StateSource};
 
 /// How often the manifest is checked for changes.
 pub const WATCH_EVERY: Duration = Duration::from_millis(10);
@@ -128,51 +130,32 @@ impl Watcher {
         }
     }
 
-    /// Keeps `engine` at the snapshot the manifest names: loads it (bounded by the manifest's size
-    /// and by `max_bytes`, verified against its version and checksum) whenever a valid manifest names other content.
-    /// Failures are kept in `last_error` and retried at the next manifest change or every second.
+    /// Keeps `engine` and `source` at the version the manifest names: applies the manifest's
+    /// deltas when they lead from the version held (and add up to less than the snapshot), and
+    /// otherwise, or when a delta fails, loads the snapshot; in both cases the version's
+    /// subscriptions document is read and verified first, and the two are swapped into `source`
+    /// together. Every file is bounded by the manifest's size for it and by `max_bytes`.
+    /// Failures are kept in `source` and retried at the next manifest change or every second.
     pub async fn feed(
         self: Arc<Watcher>,
         engine: Arc<Engine>,
-        last_error: Arc<Mutex<Option<String>>>,
+        source: Arc<StateSource>,
         max_bytes: u64,
     ) {
         let mut rx = self.subscribe();
         loop {
             let current = Arc::clone(&rx.borrow_and_update());
             if let Some(m) = &current.manifest {
-                let (root, entry) = (self.root.clone(), m.snapshot.clone());
-                let target = Arc::clone(&engine);
+                let (root, m) = (self.root.clone(), m.clone());
+                let (engine, target) = (Arc::clone(&engine), Arc::clone(&source));
                 let loaded = tokio::task::spawn_blocking(move || {
-                    let view = target.view();
-                    if view.version() == entry.version && view.checksum() == entry.checksum {
-                        return Ok(());
-                    }
-                    let bytes = files::read(&root, &entry.path, entry.bytes.min(max_bytes))
-                        .map_err(|e| format!("{}: {e:?}", entry.path))?;
-                    let snap =
-                        Snapshot::from_bytes(bytes).map_err(|e| format!("{}: {e}", entry.path))?;
-                    if snap.version() != entry.version || snap.checksum() != entry.checksum {
-                        return Err(format!(
-                            "{}: version {} checksum {:016x}, the manifest says {} {:016x}",
-                            entry.path,
-                            snap.version(),
-                            snap.checksum(),
-                            entry.version,
-                            entry.checksum
-                        ));
-                    }
-                    target.replace(snap);
-                    Ok(())
+                    load_version(&root, &m, &engine, &target, max_bytes)
                 })
                 .await
                 .unwrap_or_else(|e| Err(e.to_string()));
-                *last_error.lock().unwrap_or_else(|e| e.into_inner()) = loaded.err();
+                source.set_error(loaded.err());
             }
-            let failed = last_error
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .is_some();
+            let failed = source.last_error().is_some();
             let retry = async {
                 if failed {
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -186,4 +169,82 @@ impl Watcher {
             }
         }
     }
+}
+
+/// Brings `engine` and `source` to the version `m` names (see [`Watcher::feed`]).
+fn load_version(
+    root: &Path,
+    m: &Manifest,
+    engine: &Engine,
+    source: &StateSource,
+    max_bytes: u64,
+) -> Result<(), String> {
+    if source.serves(m.version, m.snapshot.checksum) {
+        return Ok(());
+    }
+    let subscriptions = match &m.subscriptions {
+        Some(entry) => {
+            let bytes = files::read(root, &entry.path, subscriptions_bound(m, max_bytes))
+                .map_err(|e| format!("{}: {e:?}", entry.path))?;
+            verify_subscriptions(&bytes, m)?
+        }
+        None => Subscriptions::none(m.version, m.snapshot.checksum),
+    };
+    let view = engine.view();
+    if (view.version(), view.checksum()) != (m.version, m.snapshot.checksum) {
+        let chain = m
+            .chain_from(view.version(), view.checksum())
+            .filter(|c| c.iter().map(|d| d.bytes).sum::<u64>() < m.snapshot.bytes);
+        let via_deltas = chain.is_some_and(|chain| {
+            apply_chain(root, chain, engine, max_bytes).is_ok()
+                && (engine.view().version(), engine.view().checksum())
+                    == (m.version, m.snapshot.checksum)
+        });
+        if via_deltas {
+            source.deltas_applied.fetch_add(1, Ordering::Relaxed);
+        } else {
+            let entry = &m.snapshot;
+            let bytes = files::read(root, &entry.path, entry.bytes.min(max_bytes))
+                .map_err(|e| format!("{}: {e:?}", entry.path))?;
+            let snap = Snapshot::from_bytes(bytes).map_err(|e| format!("{}: {e}", entry.path))?;
+            if snap.version() != entry.version || snap.checksum() != entry.checksum {
+                return Err(format!(
+                    "{}: version {} checksum {:016x}, the manifest says {} {:016x}",
+                    entry.path,
+                    snap.version(),
+                    snap.checksum(),
+                    entry.version,
+                    entry.checksum
+                ));
+            }
+            engine.replace(snap);
+            source.snapshots_loaded.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    source.set(Served {
+        view: engine.view(),
+        subscriptions: Arc::new(subscriptions),
+    });
+    Ok(())
+}
+
+/// Applies the deltas of `chain` in order, each read bounded by its announced size and verified
+/// against its size and checksum; stops at the first that fails.
+fn apply_chain(
+    root: &Path,
+    chain: &[DeltaEntry],
+    engine: &Engine,
+    max_bytes: u64,
+) -> Result<(), String> {
+    for d in chain {
+        let bytes = files::read(root, &d.path, d.bytes.min(max_bytes))
+            .map_err(|e| format!("{}: {e:?}", d.path))?;
+        if bytes.len() as u64 != d.bytes || trailer(&bytes) != d.checksum {
+            return Err(format!("{}: not the delta the manifest names", d.path));
+        }
+        engine
+            .apply_delta(bytes)
+            .map_err(|e| format!("{}: {e}", d.path))?;
+    }
+    Ok(())
 }

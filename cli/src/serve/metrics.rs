@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use super::conn::ConnStats;
+use super::state::StateSource;
 
 /// Request counters; connection counters live in [`ConnStats`].
 #[derive(Debug)]
@@ -41,9 +42,10 @@ impl Metrics {
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    /// The Prometheus text exposition (format 0.0.4) of these counters, `conns` and the version
-    /// the customer-state API answers from, at `now`.
-    pub fn render(&self, conns: &ConnStats, now: i64, state_version: Option<u64>) -> String {
+    /// The Prometheus text exposition (format 0.0.4) of these counters, `conns` and the content
+    /// the customer-state API answers from (`state`), at `now`.
+    pub fn render(&self, conns: &ConnStats, now: i64, state: &StateSource) -> String {
+        let state_version = state.current().map(|s| s.view.version());
         let mut out = String::with_capacity(2048);
         let mut metric = |name: &str, kind: &str, help: &str, value: String| {
             let _ = writeln!(
@@ -125,6 +127,18 @@ impl Metrics {
             "Version of the content the customer-state API answers from (-1: none).",
             state_version.map_or("-1".to_owned(), |v| v.to_string()),
         );
+        metric(
+            "entitle_edge_state_deltas_applied_total",
+            "counter",
+            "Updates of the customer-state API made by applying published deltas.",
+            load(&state.deltas_applied),
+        );
+        metric(
+            "entitle_edge_state_snapshots_loaded_total",
+            "counter",
+            "Updates of the customer-state API made by loading a whole snapshot.",
+            load(&state.snapshots_loaded),
+        );
         let _ = writeln!(
             out,
             "# HELP entitle_edge_requests_total Responses by status code.\n\
@@ -157,7 +171,9 @@ mod tests {
         m.record(999, 1);
         m.manifest_version.store(7, Ordering::Relaxed);
         m.manifest_created_at.store(100, Ordering::Relaxed);
-        let text = m.render(&ConnStats::default(), 130, Some(3));
+        let state = StateSource::default();
+        state.deltas_applied.store(2, Ordering::Relaxed);
+        let text = m.render(&ConnStats::default(), 130, &state);
         assert!(text.contains("entitle_edge_requests_total{code=\"200\"} 2\n"));
         assert!(text.contains("entitle_edge_requests_total{code=\"304\"} 1\n"));
         assert!(!text.contains("code=\"999\""));
@@ -165,6 +181,8 @@ mod tests {
         assert!(text.contains("entitle_edge_manifest_version 7\n"));
         assert!(text.contains("entitle_edge_manifest_age_seconds 30\n"));
         assert!(text.contains("# TYPE entitle_edge_connections gauge\n"));
-        assert!(text.contains("entitle_edge_state_version 3\n"));
+        assert!(text.contains("entitle_edge_state_version -1\n"));
+        assert!(text.contains("entitle_edge_state_deltas_applied_total 2\n"));
+        assert!(text.contains("entitle_edge_state_snapshots_loaded_total 0\n"));
     }
 }

@@ -19,7 +19,7 @@ pub mod state;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use entitle_core::edge::MAX_LONG_POLL_SECONDS;
@@ -30,6 +30,7 @@ use conn::{ConnStats, Limits, Trust};
 use manifest::Watcher;
 use metrics::Metrics;
 use routes::{Content, Edge};
+use state::StateSource;
 
 /// The longest bearer token accepted, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 4096;
@@ -177,15 +178,16 @@ pub fn run(args: Args) -> Result<(), String> {
         }
         None => None,
     };
+    let upstream_token = args
+        .upstream_token_file
+        .as_deref()
+        .map(read_token)
+        .transpose()?;
     let upstream = match &args.upstream {
         Some(url) => {
             let config = SyncConfig {
                 url: url.clone(),
-                token: args
-                    .upstream_token_file
-                    .as_deref()
-                    .map(read_token)
-                    .transpose()?,
+                token: upstream_token.clone(),
                 long_poll: Some(Duration::from_secs(MAX_LONG_POLL_SECONDS)),
                 ..SyncConfig::default()
             };
@@ -204,7 +206,13 @@ pub fn run(args: Args) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let result = runtime.block_on(serve(args, root, token, upstream, limits));
+    let result = runtime.block_on(serve(
+        args,
+        root,
+        token,
+        upstream.map(|e| (e, upstream_token)),
+        limits,
+    ));
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
 }
@@ -213,7 +221,7 @@ async fn serve(
     args: Args,
     root: Option<PathBuf>,
     token: Option<String>,
-    upstream: Option<Arc<Engine>>,
+    upstream: Option<(Arc<Engine>, Option<String>)>,
     limits: Limits,
 ) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(&args.addr)
@@ -227,17 +235,36 @@ async fn serve(
     if let Some(w) = &watcher {
         tokio::spawn(Arc::clone(w).run());
     }
+    let source = Arc::new(StateSource::default());
     let content = match (upstream, &watcher) {
-        (Some(engine), _) => Content::Upstream(engine),
+        (Some((engine, upstream_token)), _) => {
+            let (follower, target) = (Arc::clone(&engine), Arc::clone(&source));
+            let url = args.upstream.clone().unwrap_or_default();
+            let max = args.max_file_bytes;
+            std::thread::Builder::new()
+                .name("entitle-state".to_owned())
+                .spawn(move || {
+                    state::follow_upstream(
+                        &follower,
+                        &target,
+                        &url,
+                        upstream_token.as_deref(),
+                        max,
+                    );
+                })
+                .map_err(|e| format!("cannot start a thread: {e}"))?;
+            Content {
+                source,
+                upstream: Some(engine),
+            }
+        }
         (None, Some(w)) => {
             let engine = Arc::new(empty_engine()?);
-            let last_error = Arc::new(Mutex::new(None));
-            tokio::spawn(Arc::clone(w).feed(
-                Arc::clone(&engine),
-                Arc::clone(&last_error),
-                args.max_file_bytes,
-            ));
-            Content::Directory(engine, last_error)
+            tokio::spawn(Arc::clone(w).feed(engine, Arc::clone(&source), args.max_file_bytes));
+            Content {
+                source,
+                upstream: None,
+            }
         }
         (None, None) => return Err("serve: a directory or --upstream is required".to_owned()),
     };

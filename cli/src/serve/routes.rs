@@ -4,12 +4,12 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -23,22 +23,14 @@ use super::conn::{wait_true, ConnStats, Peer};
 use super::files::{self, Refusal};
 use super::manifest::Watcher;
 use super::metrics::Metrics;
-use super::state::customer_state;
+use super::state::{customer_state, StateSource};
 
 /// Where the customer-state API gets its answers.
-pub enum Content {
-    /// An engine kept at the served directory's snapshot; the error of the last failed load.
-    Directory(Arc<Engine>, Arc<Mutex<Option<String>>>),
-    /// An engine syncing from an upstream edge.
-    Upstream(Arc<Engine>),
-}
-
-impl Content {
-    fn engine(&self) -> &Engine {
-        match self {
-            Content::Directory(e, _) | Content::Upstream(e) => e,
-        }
-    }
+pub struct Content {
+    /// The version served, with its subscriptions.
+    pub source: Arc<StateSource>,
+    /// With `--upstream`: the engine syncing from the upstream edge (its status feeds `/healthz`).
+    pub upstream: Option<Arc<Engine>>,
 }
 
 /// Everything the handlers share.
@@ -69,6 +61,7 @@ pub fn router(edge: Arc<Edge>) -> Router {
         .route("/manifest.json", get(manifest))
         .route("/snapshots/{name}", get(artifact))
         .route("/deltas/{name}", get(artifact))
+        .route("/subscriptions/{name}", get(artifact))
         .route("/v1/customers/{id}/state", get(customer))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -309,34 +302,34 @@ async fn customer(
     Path(id): Path<String>,
     axum::extract::Query(q): axum::extract::Query<StateQuery>,
 ) -> Response {
-    let engine = edge.content.engine();
-    let view = engine.view();
-    if !content_loaded(&edge) {
+    let Some(served) = edge.content.source.current() else {
         return json_response(
             StatusCode::SERVICE_UNAVAILABLE,
             &json!({"error": "no content loaded yet"}),
         );
-    }
+    };
     let at = q.at.unwrap_or_else(unix_now);
-    match customer_state(&view, &id, at) {
-        Some(state) => {
-            let mut r = json_response(StatusCode::OK, &state);
-            r.headers_mut()
-                .insert("entitle-version", HeaderValue::from(view.version()));
-            r
-        }
+    match customer_state(&served, &id, at) {
+        Some(state) => (
+            StatusCode::OK,
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                ),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                (
+                    HeaderName::from_static("entitle-version"),
+                    HeaderValue::from(served.view.version()),
+                ),
+            ],
+            state,
+        )
+            .into_response(),
         None => json_response(
             StatusCode::NOT_FOUND,
             &json!({"error": format!("customer {id} not found")}),
         ),
-    }
-}
-
-/// Whether the engine holds content from the edge (not the empty placeholder it starts with).
-fn content_loaded(edge: &Edge) -> bool {
-    match &edge.content {
-        Content::Directory(e, _) => e.version() > 0,
-        Content::Upstream(e) => e.status().version > 0,
     }
 }
 
@@ -351,25 +344,23 @@ async fn healthz(State(edge): State<Arc<Edge>>) -> Response {
             None => problems.push(current.error.clone().unwrap_or_default()),
         }
     }
-    match &edge.content {
-        Content::Directory(engine, last_error) => {
-            if let Some(e) = &*last_error.lock().unwrap_or_else(|e| e.into_inner()) {
-                problems.push(format!("loading the snapshot: {e}"));
-            } else if version.is_some_and(|v| engine.version() != v) {
-                problems.push("the snapshot is still loading".to_owned());
-            }
+    let source = &edge.content.source;
+    let served = source.current().map(|s| s.view.version());
+    if let Some(engine) = &edge.content.upstream {
+        let status = engine.status();
+        version = version.or(Some(status.version));
+        if status.state != SyncState::Ready {
+            problems.push(format!(
+                "upstream sync is {}: {}",
+                status.state,
+                status.last_error.as_deref().unwrap_or("no content yet")
+            ));
         }
-        Content::Upstream(engine) => {
-            let status = engine.status();
-            version = version.or(Some(status.version));
-            if status.state != SyncState::Ready {
-                problems.push(format!(
-                    "upstream sync is {}: {}",
-                    status.state,
-                    status.last_error.as_deref().unwrap_or("no content yet")
-                ));
-            }
-        }
+    }
+    if let Some(e) = source.last_error() {
+        problems.push(format!("loading the version: {e}"));
+    } else if version.is_some_and(|v| served != Some(v)) {
+        problems.push("the version is still loading".to_owned());
     }
     let ready = problems.is_empty();
     let status = if ready {
@@ -382,14 +373,13 @@ async fn healthz(State(edge): State<Arc<Edge>>) -> Response {
         &json!({
             "status": if ready { "ready" } else { "unavailable" },
             "version": version,
-            "state_version": content_loaded(&edge).then(|| edge.content.engine().version()),
+            "state_version": served,
             "problems": problems,
         }),
     )
 }
 
 async fn metrics(State(edge): State<Arc<Edge>>) -> Response {
-    let version = content_loaded(&edge).then(|| edge.content.engine().version());
     (
         StatusCode::OK,
         [
@@ -399,7 +389,8 @@ async fn metrics(State(edge): State<Arc<Edge>>) -> Response {
             ),
             (header::CACHE_CONTROL, "no-store"),
         ],
-        edge.metrics.render(&edge.conns, unix_now(), version),
+        edge.metrics
+            .render(&edge.conns, unix_now(), &edge.content.source),
     )
         .into_response()
 }
