@@ -6,14 +6,13 @@ mod common;
 
 use std::path::Path;
 
-use common::{entitle, example, ok_stdout as ok, TempDir};
+use common::{example, ok_stdout as ok, TempDir};
 use entitle_tests::conformance_files;
 use serde_json::Value;
 
+/// Runs `entitle`, asserts that it fails with a one-line error, and returns it.
 fn fails(args: &[&str]) -> String {
-    let out = entitle(args);
-    assert!(!out.status.success(), "entitle {args:?} should fail");
-    let err = String::from_utf8(out.stderr).expect("utf-8 error");
+    let err = common::fails(args);
     assert_eq!(
         err.trim_end().lines().count(),
         1,

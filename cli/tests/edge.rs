@@ -3,158 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{entitle, example, TempDir};
+use common::{
+    entitle, example, http, limit_catalog as catalog, ok_json as ok, Running, Server, TempDir,
+};
 use serde_json::Value;
-
-fn ok(args: &[&str]) -> Value {
-    let out = entitle(args);
-    assert!(
-        out.status.success(),
-        "entitle {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON output")
-}
-
-/// A catalog where `cus_a` has `projects` = `n`.
-fn catalog(dir: &TempDir, name: &str, n: u64) -> String {
-    let path = dir.path(name);
-    std::fs::write(
-        &path,
-        format!(
-            r#"{{"features": [{{"key": "projects", "type": "limit", "default": 3}}],
-                "customers": [{{"id": "cus_a", "overrides": {{"projects": {n}}}}}]}}"#
-        ),
-    )
-    .unwrap();
-    path
-}
-
-/// A child process killed and reaped on drop, with its stdout lines on a channel.
-struct Running {
-    child: Child,
-    lines: Receiver<String>,
-}
-
-impl Running {
-    fn start(args: &[&str]) -> Running {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_entitle"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn entitle");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Running { child, lines }
-    }
-
-    fn line(&self) -> String {
-        self.lines
-            .recv_timeout(Duration::from_secs(30))
-            .expect("a line of output in time")
-    }
-
-    /// Reads JSON lines until one satisfies `pred`.
-    fn until(&self, mut pred: impl FnMut(&Value) -> bool) -> Value {
-        loop {
-            let v: Value = serde_json::from_str(&self.line()).expect("JSON line");
-            if pred(&v) {
-                return v;
-            }
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `entitle serve` on a free port; returns it and its address.
-fn serve(dir: &str, extra: &[&str]) -> (Running, String) {
-    let mut args = vec!["serve", dir, "--addr", "127.0.0.1:0"];
-    args.extend_from_slice(extra);
-    let server = Running::start(&args);
-    let first = server.line();
-    let addr = first
-        .rsplit("http://")
-        .next()
-        .expect("serving line names the address")
-        .to_owned();
-    (server, addr)
-}
-
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// One raw HTTP/1.1 request (`Connection: close`).
-fn http(addr: &str, method: &str, target: &str, headers: &[(&str, &str)]) -> Response {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
-    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("end of head");
-    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    Response {
-        status,
-        headers,
-        body: raw[split + 4..].to_vec(),
-    }
-}
 
 #[test]
 fn publish_validates_first_and_writes_nothing_on_error() {
@@ -243,7 +100,8 @@ fn serve_speaks_http_with_etags_tokens_and_no_traversal() {
     let token = dir.path("token");
     std::fs::write(&token, "s3cret\n").unwrap();
     std::fs::write(dir.path("secret.txt"), "outside the edge").unwrap();
-    let (_server, addr) = serve(&edge, &["--token-file", &token]);
+    let server = Server::start(Some(&edge), &["--token-file", &token]);
+    let addr = server.addr.clone();
     let auth = [("Authorization", "Bearer s3cret")];
 
     let denied = http(&addr, "GET", "/manifest.json", &[]);
@@ -322,7 +180,8 @@ fn serve_long_polls_the_manifest() {
     let dir = TempDir::new("cli-edge");
     let edge = dir.path("edge");
     ok(&["publish", &catalog(&dir, "c1.json", 10), "--edge", &edge]);
-    let (_server, addr) = serve(&edge, &[]);
+    let server = Server::start(Some(&edge), &[]);
+    let addr = server.addr.clone();
     let etag = http(&addr, "GET", "/manifest.json", &[])
         .header("etag")
         .unwrap()
@@ -365,7 +224,8 @@ fn watch_shows_what_an_application_sees() {
     let dir = TempDir::new("cli-edge");
     let edge = dir.path("edge");
     ok(&["publish", &example(), "--edge", &edge]);
-    let (_server, addr) = serve(&edge, &[]);
+    let server = Server::start(Some(&edge), &[]);
+    let addr = server.addr.clone();
     let url = format!("http://{addr}");
     let cache = dir.path("cache");
     let watch = Running::start(&[

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 mod common;
 
-use common::{entitle, TempDir};
+use common::{entitle, fails, TempDir};
 use entitle_core::edge::read_manifest;
 
 /// A catalog where `cus_a` has `projects` = `n`, plus `extra` filler customers.
@@ -160,12 +160,6 @@ fn publish_repairs_an_edge_that_lost_files() {
     let m = read_manifest(Path::new(&edge)).unwrap().unwrap();
     assert_eq!(m.version, 6);
     assert_eq!(m.deltas.len(), 1, "{:?}", m.deltas);
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = entitle(args);
-    assert!(!out.status.success(), "entitle {args:?} succeeded");
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]

@@ -5,200 +5,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{entitle, example, TempDir};
+use common::{
+    entitle, eventually, example, http, limit_catalog as catalog, ok_json as ok, Server, TempDir,
+};
 use serde_json::Value;
-
-fn ok(args: &[&str]) -> Value {
-    let out = entitle(args);
-    assert!(
-        out.status.success(),
-        "entitle {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON output")
-}
-
-/// `entitle serve` on a free port, killed and reaped on drop; stderr lines on a channel.
-struct Server {
-    child: Child,
-    addr: String,
-    stderr: Receiver<String>,
-}
-
-impl Server {
-    fn start(dir: Option<&str>, extra: &[&str]) -> Server {
-        let mut args = vec!["serve", "--addr", "127.0.0.1:0"];
-        args.extend(dir);
-        args.extend_from_slice(extra);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_entitle"))
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn entitle serve");
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let addr = first
-            .trim()
-            .rsplit("http://")
-            .next()
-            .expect("the first line names the address")
-            .to_owned();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Server {
-            child,
-            addr,
-            stderr: rx,
-        }
-    }
-
-    fn get(&self, target: &str, headers: &[(&str, &str)]) -> Response {
-        http(&self.addr, "GET", target, headers)
-    }
-
-    /// The value of an unlabelled metric.
-    fn metric(&self, name: &str, auth: &[(&str, &str)]) -> f64 {
-        let text = String::from_utf8(self.get("/metrics", auth).body).unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .unwrap_or_else(|| panic!("{name} in {text}"))
-            .parse()
-            .unwrap()
-    }
-
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("a JSON body")
-    }
-}
-
-/// One HTTP/1.1 request on its own connection (`Connection: close`), read to the end.
-fn http(addr: &str, method: &str, target: &str, headers: &[(&str, &str)]) -> Response {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
-    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    parse(&raw)
-}
-
-fn parse(raw: &[u8]) -> Response {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("end of head");
-    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect::<Vec<_>>();
-    let mut body = raw[split + 4..].to_vec();
-    if headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v == "chunked")
-    {
-        body = dechunk(&body);
-    }
-    Response {
-        status: status.parse().unwrap(),
-        headers,
-        body,
-    }
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let eol = b.windows(2).position(|w| w == b"\r\n").unwrap();
-        let n = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
-        if n == 0 {
-            return out;
-        }
-        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
-        b = &b[eol + 4 + n..];
-    }
-}
-
-/// A catalog where `cus_a` has `projects` = `n`.
-fn catalog(dir: &TempDir, name: &str, n: u64) -> String {
-    let path = dir.path(name);
-    std::fs::write(
-        &path,
-        format!(
-            r#"{{"features": [{{"key": "projects", "type": "limit", "default": 3}}],
-                "customers": [{{"id": "cus_a", "overrides": {{"projects": {n}}}}}]}}"#
-        ),
-    )
-    .unwrap();
-    path
-}
-
-/// Polls `f` every 20 ms for up to 20 s until it returns `Some`.
-fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 #[cfg(unix)]
 #[test]
@@ -322,7 +139,7 @@ fn serve_reports_health_metrics_and_access_log() {
 
     let line = eventually("an access log line for /nope", || {
         server
-            .stderr
+            .stderr()
             .try_iter()
             .find(|l| l.contains("/nope"))
             .map(|l| serde_json::from_str::<Value>(&l).unwrap())
@@ -363,7 +180,9 @@ fn sigterm_answers_held_long_polls_and_exits() {
     let (status, waited) = held.join().unwrap();
     assert_eq!(status, 304);
     assert!(waited < Duration::from_secs(20), "answered at shutdown");
-    let exit = eventually("the server to exit", || server.child.try_wait().unwrap());
+    let exit = eventually("the server to exit", || {
+        server.process.child.try_wait().unwrap()
+    });
     assert!(exit.success(), "{exit:?}");
     assert!(sent.elapsed() < Duration::from_secs(10));
 }
@@ -580,13 +399,16 @@ fn the_state_api_applies_published_deltas_and_falls_back_to_snapshots() {
             )
         })
     };
+    let loads = || {
+        (
+            server.metric("entitle_edge_state_deltas_applied_total", &[]),
+            server.metric("entitle_edge_state_snapshots_loaded_total", &[]),
+        )
+    };
     eventually("the first version", || {
         limit_and_subs().filter(|s| s.0 == 1)
     });
-    assert_eq!(
-        server.metric("entitle_edge_state_snapshots_loaded_total", &[]),
-        1.0
-    );
+    assert_eq!(loads(), (0.0, 1.0));
 
     // A publish with a delta from the served version: applied, not reloaded.
     let c2 = catalog_with_subscription(&dir, "c2.json", 20);
@@ -601,14 +423,7 @@ fn the_state_api_applies_published_deltas_and_falls_back_to_snapshots() {
         1,
         "canceled subscriptions are left out"
     );
-    assert_eq!(
-        server.metric("entitle_edge_state_deltas_applied_total", &[]),
-        1.0
-    );
-    assert_eq!(
-        server.metric("entitle_edge_state_snapshots_loaded_total", &[]),
-        1.0
-    );
+    assert_eq!(loads(), (1.0, 1.0));
     let b = server.get("/v1/customers/cus_b/state", &[]).json();
     assert_eq!(b["subscriptions"], Value::Array(vec![]));
 
@@ -626,14 +441,7 @@ fn the_state_api_applies_published_deltas_and_falls_back_to_snapshots() {
         (limit, &subs[0]["id"]),
         (Value::from(30), &Value::from("sub_30"))
     );
-    assert_eq!(
-        server.metric("entitle_edge_state_deltas_applied_total", &[]),
-        1.0
-    );
-    assert_eq!(
-        server.metric("entitle_edge_state_snapshots_loaded_total", &[]),
-        2.0
-    );
+    assert_eq!(loads(), (1.0, 2.0));
 }
 
 #[test]

@@ -14,14 +14,14 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::Router;
-use common::{ok_stdout, TempDir};
+use common::{address, ok_stdout, Running, Server, TempDir};
 use entitle_core::edge::read_manifest;
 use entitle_core::{Engine, Limit, Snapshot, SyncConfig, View};
 use hmac::{Hmac, Mac};
@@ -295,68 +295,15 @@ async fn answer(
 // ---------------------------------------------------------------------------------------------
 // Processes, events and the edge
 
-struct Running {
-    child: Child,
-    lines: Receiver<String>,
-}
-
-impl Running {
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Running {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_entitle"));
-        cmd.args(args)
-            .env_remove("STRIPE_API_KEY")
-            .env_remove("STRIPE_WEBHOOK_SECRET")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn entitle");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Running { child, lines }
-    }
-
-    fn line(&self) -> String {
-        self.lines
-            .recv_timeout(Duration::from_secs(60))
-            .expect("a line of output in time")
-    }
-
-    /// Reads JSON lines until one satisfies `pred`.
-    fn until(&self, mut pred: impl FnMut(&Value) -> bool) -> Value {
-        loop {
-            let v: Value = serde_json::from_str(&self.line()).expect("JSON line");
-            if pred(&v) {
-                return v;
-            }
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The address a server's first output line names after `http://`.
-fn address(line: &str) -> String {
-    let at = line.find("http://").expect("the line names an address") + "http://".len();
-    line[at..]
-        .split(|c: char| c == '"' || c.is_whitespace())
-        .next()
-        .unwrap()
-        .to_owned()
+/// `entitle ARGS` with this environment's Stripe keys removed and `env` set; stderr discarded.
+fn spawn_entitle(args: &[&str], env: &[(&str, &str)]) -> Running {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_entitle"));
+    cmd.args(args)
+        .env_remove("STRIPE_API_KEY")
+        .env_remove("STRIPE_WEBHOOK_SECRET")
+        .envs(env.iter().copied())
+        .stderr(Stdio::null());
+    Running::spawn(cmd)
 }
 
 struct Webhook {
@@ -381,7 +328,7 @@ impl Webhook {
             args.extend(["--coalesce-ms", "100"]);
         }
         args.extend_from_slice(extra);
-        let process = Running::start(
+        let process = spawn_entitle(
             &args,
             &[("STRIPE_API_KEY", KEY), ("STRIPE_WEBHOOK_SECRET", SECRET)],
         );
@@ -728,8 +675,8 @@ fn webhook_events_reach_an_engine_syncing_from_the_edge() {
         Some(Limit::Finite(5))
     );
 
-    let server = Running::start(&["serve", &edge, "--addr", "127.0.0.1:0"], &[]);
-    let url = format!("http://{}", address(&server.line()));
+    let server = Server::start(Some(&edge), &[]);
+    let url = format!("http://{}", server.addr);
     let engine = Engine::connect(SyncConfig {
         url,
         long_poll: Some(Duration::from_secs(20)),
@@ -1249,7 +1196,7 @@ fn stripe_mock_serves_the_webhook_refetches() {
     let mock = StripeMock::start();
     let dir = TempDir::new("stripe-mock-hook");
     let edge = dir.path("edge");
-    let process = Running::start(
+    let process = spawn_entitle(
         &[
             "stripe",
             "webhook",
