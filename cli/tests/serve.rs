@@ -486,6 +486,7 @@ fn subscriptions_documents_are_verified_and_optional() {
         &format!("/{}", published["subscriptions"].as_str().unwrap()),
         &[],
     );
+    assert_eq!(served.header("content-type"), Some("application/json"));
     assert_eq!((served.status, served.body), (200, good));
     drop(server);
 

@@ -117,6 +117,18 @@ impl Fake {
         f(&mut lock(&self.account))
     }
 
+    /// Applies `edit` to product `id`.
+    fn edit_product(&self, id: &str, edit: impl FnOnce(&mut Value)) {
+        self.with(|a| {
+            let p = a
+                .products
+                .iter_mut()
+                .find(|p| p["id"] == id)
+                .expect("known product");
+            edit(p);
+        });
+    }
+
     /// Applies `edit` to subscription `id`.
     fn edit_subscription(&self, id: &str, edit: impl FnOnce(&mut Value)) {
         self.with(|a| {
@@ -599,12 +611,7 @@ fn pull_errors_name_the_cause_and_write_nothing() {
     );
 
     // A limit attached to a product without its value.
-    fake.with(|a| {
-        let pro = a
-            .products
-            .iter_mut()
-            .find(|p| p["id"] == "prod_pro")
-            .unwrap();
+    fake.edit_product("prod_pro", |pro| {
         pro["metadata"]
             .as_object_mut()
             .unwrap()
@@ -615,12 +622,7 @@ fn pull_errors_name_the_cause_and_write_nothing() {
         err.contains("product prod_pro: feature seats is a limit but the product has no metadata entitle_seats"),
         "{err}"
     );
-    fake.with(|a| {
-        let pro = a
-            .products
-            .iter_mut()
-            .find(|p| p["id"] == "prod_pro")
-            .unwrap();
+    fake.edit_product("prod_pro", |pro| {
         pro["metadata"]["entitle_seats"] = json!("1");
     });
 
@@ -949,12 +951,7 @@ fn webhook_coalesces_bursts_and_trusts_the_api_over_event_order() {
     assert_eq!(edge_version(&edge), 3, "the late event changed nothing");
 
     // Products and features: an attached feature's value changes in product metadata.
-    fake.with(|a| {
-        let pro = a
-            .products
-            .iter_mut()
-            .find(|p| p["id"] == "prod_pro")
-            .unwrap();
+    fake.edit_product("prod_pro", |pro| {
         pro["metadata"]["entitle_projects"] = json!("60");
     });
     let product = fake.with(|a| {

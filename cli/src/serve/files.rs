@@ -131,6 +131,7 @@ mod tests {
             "manifest.json",
             "snapshots/v000001-0123456789abcdef.snap",
             "deltas/v000001-v000002-0123456789abcdef.delta",
+            "subscriptions/v000002-0123456789abcdef.json",
         ] {
             assert!(is_edge_file(ok), "{ok}");
         }
@@ -141,6 +142,9 @@ mod tests {
             "snapshots/.v000001-x.snap.tmp1",
             "snapshots/x.delta",
             "deltas/x.snap",
+            "subscriptions/x.snap",
+            "subscriptions/.x.json",
+            "snapshots/x.json",
             "snapshots/.snap",
             "snapshots/a/b.snap",
             "other/x.snap",

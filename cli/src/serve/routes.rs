@@ -275,10 +275,12 @@ async fn artifact(State(edge): State<Arc<Edge>>, req: Request) -> Response {
     if etag_matches(if_none_match, &etag) {
         return (StatusCode::NOT_MODIFIED, headers).into_response();
     }
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
+    let kind = if req.uri().path().ends_with(".json") {
+        "application/json"
+    } else {
+        "application/octet-stream"
+    };
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(meta.len()));
     if req.method() == Method::HEAD {
         return (StatusCode::OK, headers).into_response();
