@@ -10,10 +10,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::hash::{key_hash, xxh64};
-use crate::model::{Cell, FeatureType};
+use crate::model::FeatureType;
 use crate::snapshot::build::FeatureDef;
 use crate::snapshot::format::*;
-use crate::snapshot::profiles::ProfileSet;
+use crate::snapshot::profiles::{ProfileSet, ProfileSetBuilder};
 use crate::snapshot::{FormatError, Snapshot};
 
 const KIND_PATCH: u32 = 0;
@@ -141,15 +141,7 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Result<Delta, FormatError> {
         return full(old, new);
     }
     let old_set = old.profile_set();
-    let mut set = ProfileSet {
-        feature_count: new.feature_count(),
-        table_count: 0,
-        cells: Vec::new(),
-        epochs: Vec::new(),
-        offsets: vec![0],
-        single: Vec::new(),
-    };
-    let mut tables: std::collections::HashMap<&[Cell], u32> = std::collections::HashMap::new();
+    let mut profiles = ProfileSetBuilder::new(new.feature_count());
     let mut entries: Vec<(&[u8], Option<u32>)> = Vec::new();
     let new_set = new.profile_set();
     let mut new_map = vec![u32::MAX; new.profile_count()];
@@ -162,20 +154,11 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Result<Delta, FormatError> {
             continue;
         }
         if new_map[p as usize] == u32::MAX {
-            new_map[p as usize] = set.profile_count() as u32;
-            for (start, cells) in epochs {
-                let next = set.table_count as u32;
-                let t = *tables.entry(cells).or_insert_with(|| {
-                    set.cells.extend_from_slice(cells);
-                    set.table_count += 1;
-                    next
-                });
-                set.epochs.push((start, t));
-            }
-            set.offsets.push(set.epochs.len() as u32);
+            new_map[p as usize] = profiles.profile(epochs);
         }
         entries.push((id, Some(new_map[p as usize])));
     }
+    let set = profiles.finish();
     for (id, _) in old.customers() {
         if new.customer_profile(id, key_hash(id)).is_none() {
             entries.push((id, None));

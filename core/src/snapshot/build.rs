@@ -5,9 +5,9 @@
 //! applying a delta therefore all yield byte-identical snapshots for the same content.
 
 use super::format::*;
-use super::profiles::ProfileSet;
+use super::profiles::{ProfileSetBuilder, Renumbering};
 use super::FormatError;
-use crate::hash::{home_slot, key_hash, FastMap};
+use crate::hash::{home_slot, key_hash};
 use crate::model::{Cell, FeatureType};
 
 /// A feature as snapshots store it.
@@ -19,14 +19,10 @@ pub(crate) struct FeatureDef {
     pub(crate) default: u64,
 }
 
-/// Collects content, interning identical tables and profiles.
+/// Collects content: profiles (interned by a [`ProfileSetBuilder`]) and the customers using them.
 pub(crate) struct Builder {
     features: Vec<FeatureDef>,
-    tables: FastMap<Box<[Cell]>, u32>,
-    table_list: Vec<Box<[Cell]>>,
-    profiles: FastMap<Box<[(i64, u32)]>, u32>,
-    profile_list: Vec<Box<[(i64, u32)]>>,
-    canon: Vec<(i64, u32)>,
+    profiles: ProfileSetBuilder,
     /// All customer ids back to back; `customers` holds (id hash, offset, length, profile).
     ids: Vec<u8>,
     customers: Vec<(u64, usize, usize, u32)>,
@@ -35,12 +31,8 @@ pub(crate) struct Builder {
 impl Builder {
     pub(crate) fn new(features: Vec<FeatureDef>) -> Builder {
         Builder {
+            profiles: ProfileSetBuilder::new(features.len()),
             features,
-            tables: FastMap::default(),
-            table_list: Vec::new(),
-            profiles: FastMap::default(),
-            profile_list: Vec::new(),
-            canon: Vec::new(),
             ids: Vec::new(),
             customers: Vec::new(),
         }
@@ -51,42 +43,12 @@ impl Builder {
         self.ids.reserve(customers * 18);
     }
 
-    fn table(&mut self, cells: &[Cell]) -> u32 {
-        if let Some(&t) = self.tables.get(cells) {
-            return t;
-        }
-        let t = self.table_list.len() as u32;
-        self.table_list.push(cells.into());
-        self.tables.insert(cells.into(), t);
-        t
-    }
-
-    /// Interns a profile given as (start, cells) epochs; the first must start at `i64::MIN` and starts
-    /// must increase. Adjacent epochs with equal cells are merged, so equal behaviour gives one profile.
+    /// Interns a profile given as (start, cells) epochs (see [`ProfileSetBuilder::profile`]).
     pub(crate) fn profile<'c>(
         &mut self,
         epochs: impl IntoIterator<Item = (i64, &'c [Cell])>,
     ) -> u32 {
-        let mut canon = std::mem::take(&mut self.canon);
-        canon.clear();
-        for (start, cells) in epochs {
-            let t = self.table(cells);
-            if canon.last().is_some_and(|&(_, last)| last == t) {
-                continue;
-            }
-            canon.push((start, t));
-        }
-        let p = match self.profiles.get(canon.as_slice()) {
-            Some(&p) => p,
-            None => {
-                let p = self.profile_list.len() as u32;
-                self.profile_list.push(canon.as_slice().into());
-                self.profiles.insert(canon.as_slice().into(), p);
-                p
-            }
-        };
-        self.canon = canon;
-        p
+        self.profiles.profile(epochs)
     }
 
     pub(crate) fn customer(&mut self, id: &[u8], profile: u32) {
@@ -113,36 +75,13 @@ impl Builder {
             )));
         }
         // Renumber profiles and tables by first use in id order.
-        let mut profile_map = vec![EMPTY; self.profile_list.len()];
-        let mut table_map = vec![EMPTY; self.table_list.len()];
-        let mut set = ProfileSet {
-            feature_count: self.features.len(),
-            table_count: 0,
-            cells: Vec::new(),
-            epochs: Vec::new(),
-            offsets: vec![0],
-            single: Vec::new(),
-        };
-        let mut table_order = Vec::new();
+        let interned = self.profiles.finish();
+        let mut renumbering = Renumbering::new(&interned);
         for (_, _, _, p) in self.customers.iter_mut() {
-            let old = *p as usize;
-            if profile_map[old] == EMPTY {
-                profile_map[old] = (set.offsets.len() - 1) as u32;
-                for &(start, t) in self.profile_list[old].iter() {
-                    if table_map[t as usize] == EMPTY {
-                        table_map[t as usize] = table_order.len() as u32;
-                        table_order.push(t);
-                    }
-                    set.epochs.push((start, table_map[t as usize]));
-                }
-                set.offsets.push(set.epochs.len() as u32);
-            }
-            *p = profile_map[old];
+            *p = renumbering.profile(*p);
         }
-        for &t in &table_order {
-            set.cells.extend_from_slice(&self.table_list[t as usize]);
-        }
-        set.table_count = table_order.len();
+        let set = renumbering.finish();
+        drop(interned);
 
         let n = self.customers.len();
         let slot_count = n + n / 4 + 1;

@@ -5,8 +5,9 @@
 //! time T the profile answers from its last epoch whose start is <= T. Customers with the same
 //! subscriptions and overrides share one profile.
 
-use super::format::{pad8, u32_at, u64_at, Reader, Writer, EPOCH_REC};
+use super::format::{pad8, u32_at, u64_at, Reader, Writer, EMPTY, EPOCH_REC};
 use super::FormatError;
+use crate::hash::FastMap;
 use crate::model::{Cell, FeatureType, Reason, MAX_LIMIT, RAW_UNLIMITED};
 
 /// Decoded (or to-be-encoded) profile sections.
@@ -28,6 +29,18 @@ pub(crate) struct ProfileSet {
 }
 
 impl ProfileSet {
+    /// A set with no tables and no profiles, for features of `feature_count`.
+    fn empty(feature_count: usize) -> ProfileSet {
+        ProfileSet {
+            feature_count,
+            table_count: 0,
+            cells: Vec::new(),
+            epochs: Vec::new(),
+            offsets: vec![0],
+            single: Vec::new(),
+        }
+    }
+
     pub(crate) fn table_count(&self) -> usize {
         self.table_count
     }
@@ -205,6 +218,123 @@ impl ProfileSet {
             offsets,
             single,
         })
+    }
+}
+
+/// Builds a [`ProfileSet`] from profiles given as (start, cells) epochs: the one place where equal
+/// tables become one table and equal profiles one profile. Tables and profiles are numbered by first
+/// use, so the same profiles given in the same order give the same set.
+pub(crate) struct ProfileSetBuilder {
+    set: ProfileSet,
+    tables: FastMap<Box<[Cell]>, u32>,
+    profiles: FastMap<Box<[(i64, u32)]>, u32>,
+    canon: Vec<(i64, u32)>,
+}
+
+impl ProfileSetBuilder {
+    pub(crate) fn new(feature_count: usize) -> ProfileSetBuilder {
+        ProfileSetBuilder {
+            set: ProfileSet::empty(feature_count),
+            tables: FastMap::default(),
+            profiles: FastMap::default(),
+            canon: Vec::new(),
+        }
+    }
+
+    /// The number of the table holding `cells`, adding it if it is new.
+    fn table(&mut self, cells: &[Cell]) -> u32 {
+        debug_assert_eq!(cells.len(), self.set.feature_count);
+        if let Some(&t) = self.tables.get(cells) {
+            return t;
+        }
+        let t = self.set.table_count as u32;
+        self.set.cells.extend_from_slice(cells);
+        self.set.table_count += 1;
+        self.tables.insert(cells.into(), t);
+        t
+    }
+
+    /// The number of the profile with these (start, cells) epochs, adding it if it is new. The first
+    /// epoch must start at `i64::MIN` and starts must increase. Adjacent epochs with equal cells are
+    /// merged, so equal behaviour gives one profile.
+    pub(crate) fn profile<'c>(
+        &mut self,
+        epochs: impl IntoIterator<Item = (i64, &'c [Cell])>,
+    ) -> u32 {
+        let mut canon = std::mem::take(&mut self.canon);
+        canon.clear();
+        for (start, cells) in epochs {
+            let t = self.table(cells);
+            if canon.last().is_some_and(|&(_, last)| last == t) {
+                continue;
+            }
+            canon.push((start, t));
+        }
+        let p = match self.profiles.get(canon.as_slice()) {
+            Some(&p) => p,
+            None => {
+                let p = self.set.profile_count() as u32;
+                self.set.epochs.extend_from_slice(&canon);
+                self.set.offsets.push(self.set.epochs.len() as u32);
+                self.profiles.insert(canon.as_slice().into(), p);
+                p
+            }
+        };
+        self.canon = canon;
+        p
+    }
+
+    /// The set of every profile added.
+    pub(crate) fn finish(self) -> ProfileSet {
+        self.set
+    }
+}
+
+/// Renumbers the profiles of a set in the order they are first asked for, with their tables in the
+/// order of first use by them; profiles never asked for are left out.
+pub(crate) struct Renumbering<'a> {
+    from: &'a ProfileSet,
+    profile_map: Vec<u32>,
+    table_map: Vec<u32>,
+    table_order: Vec<u32>,
+    set: ProfileSet,
+}
+
+impl<'a> Renumbering<'a> {
+    pub(crate) fn new(from: &'a ProfileSet) -> Renumbering<'a> {
+        Renumbering {
+            from,
+            profile_map: vec![EMPTY; from.profile_count()],
+            table_map: vec![EMPTY; from.table_count()],
+            table_order: Vec::new(),
+            set: ProfileSet::empty(from.feature_count),
+        }
+    }
+
+    /// The new number of profile `old`.
+    pub(crate) fn profile(&mut self, old: u32) -> u32 {
+        let old = old as usize;
+        if self.profile_map[old] == EMPTY {
+            self.profile_map[old] = self.set.profile_count() as u32;
+            for &(start, t) in self.from.epochs_of(old as u32) {
+                if self.table_map[t as usize] == EMPTY {
+                    self.table_map[t as usize] = self.table_order.len() as u32;
+                    self.table_order.push(t);
+                }
+                self.set.epochs.push((start, self.table_map[t as usize]));
+            }
+            self.set.offsets.push(self.set.epochs.len() as u32);
+        }
+        self.profile_map[old]
+    }
+
+    /// The renumbered set.
+    pub(crate) fn finish(mut self) -> ProfileSet {
+        for &t in &self.table_order {
+            self.set.cells.extend_from_slice(self.from.table(t));
+        }
+        self.set.table_count = self.table_order.len();
+        self.set
     }
 }
 
