@@ -234,10 +234,6 @@ fn encode(old: &Snapshot, new: &Snapshot, counts: [u32; 7], body: &[u8]) -> Vec<
     out
 }
 
-fn to_u32(n: usize) -> Result<u32, FormatError> {
-    u32::try_from(n).map_err(|_| FormatError::TooLarge)
-}
-
 impl Delta {
     /// Decodes and validates delta bytes.
     ///

@@ -164,14 +164,3 @@ impl Builder {
         Ok(out)
     }
 }
-
-fn to_u32(n: usize) -> Result<u32, FormatError> {
-    u32::try_from(n).map_err(|_| FormatError::TooLarge)
-}
-
-fn to_count(n: usize) -> Result<u32, FormatError> {
-    if n as u64 > MAX_COUNT {
-        return Err(FormatError::TooLarge);
-    }
-    to_u32(n)
-}

@@ -187,6 +187,19 @@ pub(crate) fn write_checksum(out: &mut Vec<u8>) {
     out.put_u64(checksum);
 }
 
+/// `n` as a u32 field of the format.
+pub(crate) fn to_u32(n: usize) -> Result<u32, FormatError> {
+    u32::try_from(n).map_err(|_| FormatError::TooLarge)
+}
+
+/// `n` as a count field of the format (at most [`MAX_COUNT`]).
+pub(crate) fn to_count(n: usize) -> Result<u32, FormatError> {
+    if n as u64 > MAX_COUNT {
+        return Err(FormatError::TooLarge);
+    }
+    to_u32(n)
+}
+
 #[inline]
 pub(crate) fn pad8(n: usize) -> usize {
     (n + 7) & !7

@@ -9,7 +9,8 @@ use std::sync::Arc;
 mod apply;
 mod overlay;
 
-pub(crate) use self::overlay::{Overlay, OverlayEntry, OwnedProfile, ProfileRef};
+pub(crate) use self::overlay::ProfileRef;
+use self::overlay::{Overlay, OverlayEntry, OwnedProfile};
 use crate::hash::key_hash;
 use crate::model::{Cell, Decision, FeatureType, Reason};
 use crate::snapshot::{FeatureInfo, Snapshot};
@@ -28,12 +29,14 @@ pub fn unix_now() -> i64 {
 /// [`Store`]: crate::Store
 #[derive(Clone, Debug)]
 pub struct View {
+    // Only this module (and `apply`, which holds the overlay rules) writes these. Lookups elsewhere
+    // in the crate (the batches of `handle`) read `base` and `version`.
     pub(crate) base: Arc<Snapshot>,
-    pub(crate) overlay: Arc<Overlay>,
+    overlay: Arc<Overlay>,
     pub(crate) version: u64,
-    pub(crate) checksum: u64,
-    pub(crate) created_at: i64,
-    pub(crate) customer_count: usize,
+    checksum: u64,
+    created_at: i64,
+    customer_count: usize,
 }
 
 impl From<Snapshot> for View {
