@@ -1,10 +1,21 @@
 //! Deltas: the difference between two snapshots, named by the base it applies to.
 //!
 //! A *patch* delta lists the customers whose profile changed (with the new profile) or that were
-//! removed; applying it to a [`View`](crate::View) copies only the view's overlay. When the feature set differs, or
-//! a patch would be larger than the target snapshot, the delta is *full*: it carries the whole target.
-//! Either way the delta names its base (version and checksum) and its target (version, checksum,
-//! creation time), and applying it to any other base is refused. Byte layout in `docs/FORMAT.md`.
+//! removed; applying it to a [`View`](crate::View) copies only the view's overlay. When the feature
+//! set differs, or a patch would be larger than the target snapshot, the delta is *full*: it carries
+//! the whole target. Either way the delta names its base (version and checksum) and its target
+//! (version, checksum, creation time), and applying it to any other base is refused.
+//!
+//! The header is in the byte diagram of `snapshot/format.rs` (fields
+//! `OFF_DELTA_*`, `OFF_BASE_*`, `OFF_TARGET_CHECKSUM`); a patch's body (see also `docs/FORMAT.md`):
+//!
+//! ```text
+//! u64           features fingerprint: XXH64 of (u32 key_len, key, u8 type, u8 per_unit, u64 default)*
+//! F × u8        feature types                                                     padded to 8
+//! tables, epochs, profile offsets: as in a snapshot, with the header's T, E, P
+//! M × 16        entries {id_off u32, id_len u32, profile u32 (0xFFFFFFFF = removed), 0 u32}
+//! L bytes       strings: the entries' ids                                         padded to 8
+//! ```
 
 use std::fmt;
 use std::sync::Arc;
