@@ -172,3 +172,80 @@ impl View {
 
 /// Epochs shared by every entry of one delta that uses the same profile.
 struct OwnedProfileShared(Box<[(i64, Arc<[Cell]>)]>);
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::{diff, BuildOptions, Catalog};
+
+    /// A snapshot of one flag feature and customers with `sso` overridden to the given value.
+    fn snapshot(customers: &[(&str, bool)], version: u64) -> Snapshot {
+        let customers: Vec<String> = customers
+            .iter()
+            .map(|(id, sso)| format!(r#"{{"id": "{id}", "overrides": {{"sso": {sso}}}}}"#))
+            .collect();
+        let json = format!(
+            r#"{{"features": [{{"key": "sso", "type": "flag"}}], "customers": [{}]}}"#,
+            customers.join(",")
+        );
+        let catalog = Catalog::from_json(json.as_bytes()).unwrap();
+        Snapshot::build(
+            &catalog,
+            BuildOptions {
+                version,
+                created_at: 0,
+            },
+        )
+        .unwrap()
+    }
+
+    fn answers(view: &View) -> Vec<(bool, crate::Reason)> {
+        ["c1", "c2", "c3", "c4", "c5"]
+            .iter()
+            .map(|id| {
+                let d = view.check_at(id, "sso", 0);
+                (d.enabled(), d.reason)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_compaction_carries_over_the_deltas_applied_while_it_ran() {
+        let a = snapshot(&[("c1", false), ("c2", false), ("c3", true)], 1);
+        let b = snapshot(
+            &[("c1", true), ("c2", false), ("c3", true), ("c4", true)],
+            2,
+        );
+        let c = snapshot(
+            &[("c1", true), ("c3", false), ("c4", true), ("c5", true)],
+            3,
+        );
+        let (ab, bc) = (diff(&a, &b).unwrap(), diff(&b, &c).unwrap());
+        assert!(!ab.is_full() && !bc.is_full());
+
+        // The compaction folds `v1` into a new base while `bc` lands on top of `v1`.
+        let v1 = View::from(a).apply(&ab).unwrap();
+        let folded = Arc::new(v1.compact().unwrap());
+        assert_eq!(folded.as_bytes(), b.as_bytes());
+        let v2 = v1.apply(&bc).unwrap();
+
+        let carried = v2.over_compacted(&v1, Arc::clone(&folded)).unwrap();
+        assert!(Arc::ptr_eq(carried.base(), &folded));
+        assert_eq!(carried.overlay_len(), bc.change_count());
+        assert_eq!(carried.customer_count(), c.customer_count());
+        assert_eq!((carried.version(), carried.checksum()), (3, c.checksum()));
+        assert_eq!(answers(&carried), answers(&View::from(Arc::new(c))));
+        assert_eq!(carried.compact().unwrap().checksum(), v2.checksum());
+
+        // Nothing landed meanwhile: the new base alone, no overlay.
+        let alone = v1.over_compacted(&v1, Arc::clone(&folded)).unwrap();
+        assert_eq!(alone.overlay_len(), 0);
+        assert_eq!(alone.customer_count(), b.customer_count());
+        assert_eq!(answers(&alone), answers(&v1));
+
+        // The content was replaced wholesale meanwhile: the compaction is moot.
+        let replaced = View::from(b);
+        assert!(replaced.over_compacted(&v1, folded).is_none());
+    }
+}
