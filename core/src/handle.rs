@@ -241,10 +241,10 @@ impl CustomerIds for PackedIds<'_> {
     }
 }
 
-/// How many customers a batch hashes and prefetches before it searches: enough to keep the memory
-/// system busy (misses overlap up to the core's fill buffers), few enough that the first prefetched
-/// lines are still in L1 when they are used.
-const GROUP: usize = 16;
+/// How far ahead of the customer being searched a batch hashes and prefetches: enough to keep the
+/// memory system busy (misses overlap up to the core's fill buffers), few enough that the
+/// prefetched lines are still in L1 when they are used.
+const AHEAD: usize = 16;
 
 /// The evaluation time of a batch: fixed, or "now", read from the clock at most once per batch and
 /// only if a customer's answers depend on it.
@@ -309,7 +309,7 @@ impl View {
 
     /// Evaluates the handle's feature for `customer` at unix time `at`; the same answer as
     /// [`View::check_at`] with the handle's key.
-    #[inline]
+    #[inline(always)]
     pub fn check_feature_at(
         &self,
         customer: impl AsRef<[u8]>,
@@ -321,7 +321,7 @@ impl View {
 
     /// Evaluates the handle's feature for `customer` now (the clock is read only when the
     /// customer's answers change over time).
-    #[inline]
+    #[inline(always)]
     pub fn check_feature(&self, customer: impl AsRef<[u8]>, feature: FeatureHandle) -> Decision {
         self.check_index(customer.as_ref(), self.feature_index(feature), unix_now)
     }
@@ -344,18 +344,22 @@ impl View {
             return;
         };
         let clock = Clock::new(at);
-        let mut hashes = [0u64; GROUP];
-        let mut start = 0;
-        while start < n {
-            let end = n.min(start + GROUP);
-            for (i, h) in (start..end).zip(hashes.iter_mut()) {
-                *h = key_hash(customers.id(i));
-                self.base.prefetch_customer(*h);
+        // A rolling window: while customer `i` is searched, the slot of customer `i + AHEAD` is
+        // already being fetched, so that misses stay in flight all along the batch instead of
+        // draining at the end of each group.
+        let mut hashes = [0u64; AHEAD];
+        for (i, h) in hashes.iter_mut().enumerate().take(n) {
+            *h = key_hash(customers.id(i));
+            self.base.prefetch_customer(*h);
+        }
+        for i in 0..n {
+            let h = hashes[i % AHEAD];
+            if i + AHEAD < n {
+                let next = key_hash(customers.id(i + AHEAD));
+                self.base.prefetch_customer(next);
+                hashes[i % AHEAD] = next;
             }
-            for (i, &h) in (start..end).zip(hashes.iter()) {
-                out(i, self.check_hashed(customers.id(i), h, f, || clock.get()));
-            }
-            start = end;
+            out(i, self.check_hashed(customers.id(i), h, f, || clock.get()));
         }
     }
 

@@ -7,11 +7,15 @@
 //! - `floor_dependent_load`: one random load over 32 MiB that depends on the previous one (the
 //!   latency of a cache miss, with nothing else to do);
 //! - `hot_key` / `hot_handle`: one customer over and over, by key / through a handle;
+//! - `hot_view_handle`: the same through a `View` held for the whole row (Rust only): what a
+//!   lookup costs without loading the engine's current view on every call;
 //! - `random_key` / `random_handle`: customers drawn uniformly from the snapshot before timing;
 //! - `random_batch`: the same stream, 64 customers per `check_customers_at` call;
 //! - `unknown_handle`: ids that are in no snapshot.
 //!
-//! Times are thread CPU time (Linux). Usage: `cargo run --release -p entitle-ffi --example bench_handles -- SNAPSHOT IDS_FILE`
+//! Times are thread CPU time (Linux). `anon_huge_kb` is the process's `AnonHugePages` total from
+//! `/proc/self/smaps` before the rows run: a 1M snapshot shows 28,672 kB once the kernel has merged
+//! its pages (run with `HUGE_WAIT=60` to wait for that; see `core/src/snapshot/buffer.rs`). Usage: `cargo run --release -p entitle-ffi --example bench_handles -- SNAPSHOT IDS_FILE`
 
 use std::hint::black_box;
 
@@ -75,6 +79,16 @@ fn chase_table() -> Vec<usize> {
     next
 }
 
+/// The sum of the `AnonHugePages` lines of `/proc/self/smaps` (0 where there is none).
+fn read_anon_huge_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/smaps")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix("AnonHugePages:"))
+        .filter_map(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .sum()
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let (Some(snapshot), Some(ids_file)) = (args.get(1), args.get(2)) else {
@@ -99,6 +113,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|i| &bytes[if i == 0 { 0 } else { ends[i - 1] }..ends[i]])
         .collect();
     let unknown: Vec<String> = (0..STREAM).map(|i| format!("cus_nobody{:08}", i)).collect();
+    // Huge pages for a large snapshot come from the kernel's background thread, seconds after
+    // loading: with HUGE_WAIT=SECONDS, wait (up to that long) until their total stops growing.
+    let wait: u64 = std::env::var("HUGE_WAIT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    // The thread merges pages in steps about 10 s apart: stop once 15 s pass without growth.
+    let mut anon_huge_kb = read_anon_huge_kb();
+    let (mut waited, mut still) = (0, 0);
+    while waited < wait && still < 3 {
+        std::thread::sleep(std::time::Duration::from_secs(5));
+        waited += 5;
+        let now = read_anon_huge_kb();
+        still = if now == anon_huge_kb && now > 0 {
+            still + 1
+        } else {
+            0
+        };
+        anon_huge_kb = now;
+    }
     let chase = chase_table();
     let sso = engine.feature("sso")?;
     let feature: &[u8] = b"sso";
@@ -127,6 +161,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     let hot_handle = per_call(t, CALLS);
+    let view = engine.view();
+    let t = Instant::now();
+    for _ in 0..CALLS {
+        sink += usize::from(view.check_feature(black_box(hot), black_box(sso)).enabled());
+    }
+    let hot_view_handle = per_call(t, CALLS);
+    drop(view);
     let t = Instant::now();
     for i in 0..CALLS {
         let c = stream[i & (STREAM - 1)];
@@ -168,8 +209,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!(
         "rust floor_dependent_load={floor:.2} hot_key={hot_key:.2} hot_handle={hot_handle:.2} \
+         hot_view_handle={hot_view_handle:.2} \
          random_key={random_key:.2} random_handle={random_handle:.2} \
-         random_batch={random_batch:.2} unknown_handle={unknown_handle:.2} customers={}",
+         random_batch={random_batch:.2} unknown_handle={unknown_handle:.2} customers={} \
+         anon_huge_kb={anon_huge_kb}",
         ids.len()
     );
     Ok(())

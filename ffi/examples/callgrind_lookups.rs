@@ -86,7 +86,11 @@ fn measured(row: &str, s: &Setup, calls: usize) -> usize {
         }
         "hot_handle" => {
             for _ in 0..calls {
-                sink += usize::from(engine.check_feature(black_box(hot), black_box(sso)).enabled());
+                sink += usize::from(
+                    engine
+                        .check_feature(black_box(hot), black_box(sso))
+                        .enabled(),
+                );
             }
         }
         "hot_view_handle" => {
@@ -175,7 +179,11 @@ fn measured(row: &str, s: &Setup, calls: usize) -> usize {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let Some(row) = args.get(1).filter(|r| ROWS.contains(&r.as_str())) else {
-        return Err(format!("usage: callgrind_lookups ROW [CALLS]; rows: {}", ROWS.join(" ")).into());
+        return Err(format!(
+            "usage: callgrind_lookups ROW [CALLS]; rows: {}",
+            ROWS.join(" ")
+        )
+        .into());
     };
     let calls: usize = match args.get(2) {
         Some(n) => n.parse()?,
@@ -197,7 +205,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("could not set up the C engine".into());
     }
 
-    let mut ids: Vec<Vec<u8>> = engine.view().base().customers().map(|(id, _)| id.to_vec()).collect();
+    let mut ids: Vec<Vec<u8>> = engine
+        .view()
+        .base()
+        .customers()
+        .map(|(id, _)| id.to_vec())
+        .collect();
     let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
     for i in (1..ids.len()).rev() {
         ids.swap(i, (next_random(&mut seed) % (i as u64 + 1)) as usize);
@@ -208,7 +221,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         bytes.extend_from_slice(id);
         ends.push(bytes.len());
     }
-    let unknown = (0..ids.len()).map(|i| format!("cus_nobody{i:08}")).collect();
+    let unknown = (0..ids.len())
+        .map(|i| format!("cus_nobody{i:08}"))
+        .collect();
     let setup = Setup {
         engine,
         hot,

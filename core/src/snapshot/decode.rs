@@ -136,6 +136,7 @@ impl Snapshot {
             strings_at,
         };
         snap.validate_tables(strings_len)?;
+        super::buffer::advise_huge_pages(&snap.bytes);
         Ok(snap)
     }
 

@@ -1,6 +1,7 @@
 //! The compact binary snapshot: what applications load and look up in. See `docs/FORMAT.md` and the
 //! byte diagram in [the `format` module](mod@format).
 
+pub(crate) mod buffer;
 pub(crate) mod build;
 mod decode;
 pub mod format;
@@ -284,14 +285,23 @@ impl Snapshot {
         }
     }
 
+    /// The customer slot table as fixed-size records: indexing a record costs one bounds check,
+    /// and reading a field of it none.
     #[inline(always)]
-    fn slot(&self, s: usize) -> &[u8] {
-        let at = self.slots_at + s * SLOT_REC;
-        &self.bytes[at..at + SLOT_REC]
+    fn slots(&self) -> &[[u8; SLOT_REC]] {
+        // `from_bytes` took exactly `slot_count` records at `slots_at` from the bytes.
+        self.bytes[self.slots_at..self.slots_at + self.slot_count * SLOT_REC]
+            .as_chunks::<SLOT_REC>()
+            .0
     }
 
     #[inline(always)]
-    fn slot_id<'a>(&'a self, rec: &'a [u8]) -> &'a [u8] {
+    fn slot(&self, s: usize) -> &[u8; SLOT_REC] {
+        &self.slots()[s]
+    }
+
+    #[inline(always)]
+    fn slot_id<'a>(&'a self, rec: &'a [u8; SLOT_REC]) -> &'a [u8] {
         let len = rec[4];
         if len != LONG_ID {
             &rec[5..5 + len as usize]
@@ -304,43 +314,7 @@ impl Snapshot {
     /// The slot of the customer `id` by linear probing from its home slot `home`.
     #[inline(always)]
     fn find_slot_from(&self, id: &[u8], home: usize) -> Option<usize> {
-        let n = self.slot_count;
-        let mut s = home;
-        if id.len() <= INLINE_ID_MAX {
-            // Compare the slot's (len, 19 id bytes) with the padded key as three fixed-size words:
-            // no call to memcmp, no branch on the length.
-            let mut want = [0u8; 20];
-            want[0] = id.len() as u8;
-            want[1..1 + id.len()].copy_from_slice(id);
-            let (w0, w1, w2) = (u64_at(&want, 0), u64_at(&want, 8), u32_at(&want, 16));
-            // Validation guarantees an empty slot, so this loop ends.
-            loop {
-                let rec = self.slot(s);
-                if u32_at(rec, 0) == EMPTY {
-                    return None;
-                }
-                if u64_at(rec, 4) == w0 && u64_at(rec, 12) == w1 && u32_at(rec, 20) == w2 {
-                    return Some(s);
-                }
-                s += 1;
-                if s == n {
-                    s = 0;
-                }
-            }
-        }
-        loop {
-            let rec = self.slot(s);
-            if u32_at(rec, 0) == EMPTY {
-                return None;
-            }
-            if rec[4] == LONG_ID && self.slot_id(rec) == id {
-                return Some(s);
-            }
-            s += 1;
-            if s == n {
-                s = 0;
-            }
-        }
+        find_in(self.slots(), id, home, |rec| self.slot_id(rec)).map(|(s, _)| s)
     }
 
     /// The profile of the customer with this id (`hash` is `key_hash(id)`).
@@ -351,9 +325,91 @@ impl Snapshot {
         if self.homes[home / 64] & (1 << (home % 64)) == 0 {
             return None;
         }
-        self.find_slot_from(id, home)
-            .map(|s| u32_at(self.slot(s), 0))
+        find_in(self.slots(), id, home, |rec| self.slot_id(rec)).map(|(_, rec)| u32_at(rec, 0))
     }
+}
+
+/// Linear probing in `slots` from `home` for the customer `id`: its slot number and record.
+/// `long_id` gives the id of a record whose id lives in the string area. Validation guarantees an
+/// empty slot, so the search ends.
+#[inline(always)]
+fn find_in<'a>(
+    slots: &'a [[u8; SLOT_REC]],
+    id: &[u8],
+    home: usize,
+    long_id: impl Fn(&'a [u8; SLOT_REC]) -> &'a [u8],
+) -> Option<(usize, &'a [u8; SLOT_REC])> {
+    let n = slots.len();
+    let mut s = home;
+    if let Some((w0, w1, w2)) = inline_id_words(id) {
+        // Compare the slot's (len, 19 id bytes) with the padded key as three fixed-size words:
+        // no call to memcmp, no branch on the length.
+        loop {
+            let rec = &slots[s];
+            if u32_at(rec, 0) == EMPTY {
+                return None;
+            }
+            if u64_at(rec, 4) == w0 && u64_at(rec, 12) == w1 && u32_at(rec, 20) == w2 {
+                return Some((s, rec));
+            }
+            s += 1;
+            if s == n {
+                s = 0;
+            }
+        }
+    }
+    loop {
+        let rec = &slots[s];
+        if u32_at(rec, 0) == EMPTY {
+            return None;
+        }
+        if rec[4] == LONG_ID && long_id(rec) == id {
+            return Some((s, rec));
+        }
+        s += 1;
+        if s == n {
+            s = 0;
+        }
+    }
+}
+
+/// An inline id as a slot stores it — its length byte, then its bytes, zero-padded to 20 bytes —
+/// as three little-endian words (`None` for an id too long to be inline). Computed from
+/// fixed-size loads (overlapping ones, shifted, for the bytes past the end of a short id) rather
+/// than a copy of variable length, which would call memcpy.
+#[inline(always)]
+fn inline_id_words(id: &[u8]) -> Option<(u64, u64, u32)> {
+    let len = id.len();
+    if len > INLINE_ID_MAX {
+        return None;
+    }
+    let tag = len as u64;
+    Some(if len >= 8 {
+        // Bytes 8..16 of the record are id bytes 7..15, bytes 16..20 are id bytes 15..19.
+        let w1 = if len >= 15 {
+            u64_at(id, 7)
+        } else {
+            u64_at(id, len - 8) >> (8 * (15 - len))
+        };
+        let w2 = if len == INLINE_ID_MAX {
+            u32_at(id, 15)
+        } else if len >= 16 {
+            u32_at(id, len - 4) >> (8 * (19 - len))
+        } else {
+            0
+        };
+        (tag | u64_at(id, 0) << 8, w1, w2)
+    } else {
+        let bytes = if len >= 4 {
+            // Two overlapping loads; the bytes they share are the same.
+            u64::from(u32_at(id, 0)) | u64::from(u32_at(id, len - 4)) << (8 * (len - 4))
+        } else {
+            id.iter()
+                .enumerate()
+                .fold(0, |v, (i, &b)| v | u64::from(b) << (8 * i))
+        };
+        (tag | bytes << 8, 0, 0)
+    })
 }
 
 /// Starts loading the cache line at `p` without waiting for it. A hint: it never faults.
@@ -397,4 +453,26 @@ fn pad16(key: &[u8]) -> [u64; 2] {
     let n = key.len().min(16);
     b[..n].copy_from_slice(&key[..n]);
     [u64_at(&b, 0), u64_at(&b, 8)]
+}
+
+#[cfg(test)]
+mod lookup_tests {
+    use super::*;
+
+    #[test]
+    fn inline_id_words_match_the_padded_record_for_every_length() {
+        let source: Vec<u8> = (1..=40u8).map(|b| b.wrapping_mul(37) | 1).collect();
+        for len in 0..=INLINE_ID_MAX {
+            let id = &source[3..3 + len];
+            let mut want = [0u8; 20];
+            want[0] = len as u8;
+            want[1..1 + len].copy_from_slice(id);
+            assert_eq!(
+                inline_id_words(id),
+                Some((u64_at(&want, 0), u64_at(&want, 8), u32_at(&want, 16))),
+                "length {len}"
+            );
+        }
+        assert_eq!(inline_id_words(&source[..INLINE_ID_MAX + 1]), None);
+    }
 }
