@@ -11,7 +11,7 @@
 //! (about 25 s for a 1M snapshot on the machine of `benches/RESULTS.md`). Advising before the
 //! bytes are written would get huge pages at once, but each first touch of a 2 MiB page may then
 //! make the loading thread wait while the kernel reclaims and compacts memory to find one (measured
-//! at up to 1.6 s for 32 MB on a machine whose free memory was page cache), where loading takes
+//! at up to 1.8 s for 32 MB on a machine whose free memory was page cache), where loading takes
 //! 65 ms. Snapshots under [`HUGE_PAGE_THRESHOLD`] are left alone: their slots span few pages.
 
 /// The size from which a snapshot's bytes are advised to use huge pages (on Linux).
