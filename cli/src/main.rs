@@ -486,7 +486,10 @@ fn print_line(text: &str) -> Result<(), String> {
     writeln!(out, "{text}").map_err(|e| format!("writing output: {e}"))
 }
 
-/// Writes via a temporary file and a rename, so a failure never leaves a partial file behind.
+/// Writes via a temporary file and a rename, so a failure never leaves a partial file behind, and
+/// makes the rename durable.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    entitle_core::edge::write_file_atomic(path, bytes, None).map_err(|e| at_path(path, e))
+    entitle_core::fs::write_file_atomic(path, bytes, None).map_err(|e| at_path(path, e))?;
+    entitle_core::fs::sync_parent(path);
+    Ok(())
 }

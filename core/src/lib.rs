@@ -46,6 +46,7 @@ pub mod edge;
 pub mod engine;
 mod error;
 pub mod events;
+pub mod fs;
 pub mod handle;
 pub mod hash;
 pub mod model;
