@@ -41,7 +41,7 @@ pub(super) struct Progress {
 
 /// How long until content with this progress goes stale: `None` when that cannot happen now
 /// (no content, or already reported), zero when it is stale already.
-pub(super) fn stale_in(p: &Progress, max_staleness: Duration, now: SystemTime) -> Option<Duration> {
+fn stale_in(p: &Progress, max_staleness: Duration, now: SystemTime) -> Option<Duration> {
     if !p.has_data || p.stale_reported {
         return None;
     }
@@ -72,19 +72,24 @@ impl Shared {
         p.stop
     }
 
-    pub(super) fn stopping(&self) -> bool {
+    fn stopping(&self) -> bool {
         lock(&self.progress).stop
     }
 
     fn backoff(&self, failures: u64, jitter: &mut Jitter) -> Duration {
-        let base = self
-            .config
-            .poll_interval
-            .clamp(MIN_INTERVAL, Duration::from_secs(1));
-        let cap = self.config.max_backoff.max(base);
-        let exp = base.saturating_mul(1u32 << failures.saturating_sub(1).min(20));
-        exp.min(cap).mul_f64(jitter.factor(0.5, 1.0))
+        backoff_ceiling(&self.config, failures).mul_f64(jitter.factor(0.5, 1.0))
     }
+}
+
+/// The longest pause after `failures` failed rounds in a row (the pause is drawn from its upper
+/// half): the poll interval (within 5 ms..1 s) doubled per failure, up to `max_backoff`.
+fn backoff_ceiling(config: &SyncConfig, failures: u64) -> Duration {
+    let base = config
+        .poll_interval
+        .clamp(MIN_INTERVAL, Duration::from_secs(1));
+    let cap = config.max_backoff.max(base);
+    let exp = base.saturating_mul(1u32 << failures.saturating_sub(1).min(20));
+    exp.min(cap)
 }
 
 /// A small xorshift generator for jitter, seeded from the clock, the process id and a counter so
@@ -277,5 +282,68 @@ pub(super) fn run(shared: Arc<Shared>, mut client: EdgeClient, mut persister: Op
         if let Some(result) = persister.persist(&shared.store, client.lineage(), Duration::ZERO) {
             lock(&shared.progress).cache_error = result.err().map(|e| e.to_string());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_the_poll_interval_up_to_max_backoff() {
+        let ms = Duration::from_millis;
+        let config = |poll: u64, max: u64| SyncConfig {
+            poll_interval: ms(poll),
+            max_backoff: ms(max),
+            ..SyncConfig::default()
+        };
+        for (poll, max, failures, ceiling) in [
+            (100, 60_000, 1, 100),
+            (100, 60_000, 2, 200),
+            (100, 60_000, 4, 800),
+            (100, 1_000, 5, 1_000),
+            (100, 1_000, 64, 1_000),
+            (5_000, 60_000, 1, 1_000),
+            (5_000, 60_000, 3, 4_000),
+            (1, 60_000, 1, 5),
+            (500, 10, 3, 500),
+        ] {
+            assert_eq!(
+                backoff_ceiling(&config(poll, max), failures),
+                ms(ceiling),
+                "poll {poll} ms, max {max} ms, {failures} failures"
+            );
+        }
+        let mut jitter = Jitter::new();
+        for _ in 0..1000 {
+            let f = jitter.factor(0.5, 1.0);
+            assert!((0.5..1.0).contains(&f), "{f}");
+        }
+    }
+
+    #[test]
+    fn staleness_is_due_once_per_outage_and_only_with_content() {
+        let now = SystemTime::now();
+        let max = Duration::from_secs(120);
+        let fresh = |ago: u64| Progress {
+            has_data: true,
+            fresh_at: Some(now - Duration::from_secs(ago)),
+            ..Progress::default()
+        };
+        assert_eq!(
+            stale_in(&fresh(20), max, now),
+            Some(Duration::from_secs(100))
+        );
+        assert_eq!(stale_in(&fresh(500), max, now), Some(Duration::ZERO));
+        let reported = Progress {
+            stale_reported: true,
+            ..fresh(500)
+        };
+        assert_eq!(stale_in(&reported, max, now), None);
+        let empty = Progress {
+            has_data: false,
+            ..fresh(500)
+        };
+        assert_eq!(stale_in(&empty, max, now), None);
     }
 }
