@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use entitle_core::{Engine, Error, SyncConfig, SyncState};
+use entitle_core::{Engine, SyncConfig, SyncState};
 
 use crate::engine::{engine_arg, engine_ref, entitle_engine, hand_out};
 use crate::error::{entitle_result, guard, guard_value, Failure};
@@ -232,16 +232,7 @@ pub unsafe extern "C" fn entitle_engine_connect(
         if out.is_null() {
             return Err(Failure::null("out"));
         }
-        let engine = Engine::connect(config).map_err(|e| {
-            // `connect` reports a bad URL or token as an I/O error of kind `InvalidInput`.
-            let invalid = matches!(&e, Error::Io { source, .. }
-                if source.kind() == std::io::ErrorKind::InvalidInput);
-            let mut failure = Failure::from(e);
-            if invalid {
-                failure.code = entitle_result::InvalidConfig;
-            }
-            failure
-        })?;
+        let engine = Engine::connect(config).map_err(Failure::from)?;
         // SAFETY: `out` is non-NULL; the caller guarantees it is writable.
         unsafe { hand_out(out, engine, true) };
         Ok(())

@@ -129,4 +129,3 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EdgeError + 
         source,
     }
 }
-

@@ -24,7 +24,7 @@ impl Engine {
     /// succeeds — see [`Engine::wait_ready`].
     ///
     /// # Errors
-    /// [`Error::Io`] of kind `InvalidInput` for an invalid URL or token; [`Error::Io`] when the
+    /// [`Error::InvalidConfig`] for an invalid URL or token; [`Error::ThreadStart`] when the
     /// thread cannot be started. A missing, corrupt or unreadable cache is not an error: the status
     /// reports it in `cache_error`.
     pub fn connect(config: SyncConfig) -> Result<Engine, Error> {

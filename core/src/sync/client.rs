@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::delta::Delta;
 use crate::edge::{trailer, DeltaEntry, Manifest, SnapshotEntry, MANIFEST_FILE};
-use crate::engine::Error;
+use crate::error::Error;
 use crate::snapshot::Snapshot;
 use crate::store::Store;
 
@@ -76,8 +76,8 @@ impl EdgeClient {
     /// A client for the edge in `config` (its URL, token, timeouts and long-poll).
     ///
     /// # Errors
-    /// [`Error::Io`] of kind `InvalidInput` for a URL that is not `http://` or `https://`, or a
-    /// token that is not printable ASCII.
+    /// [`Error::InvalidConfig`] for a URL that is not `http://` or `https://`, or a token that is
+    /// not printable ASCII.
     pub fn new(config: &SyncConfig) -> Result<EdgeClient, Error> {
         let base = config.edge_base()?;
         Ok(EdgeClient {

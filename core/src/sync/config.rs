@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::edge::{MANIFEST_FILE, MAX_LONG_POLL_SECONDS};
-use crate::engine::Error;
+use crate::error::Error;
 use crate::view::View;
 
 /// The shortest pause between two rounds, and the least time a request is given.
@@ -84,15 +84,18 @@ impl SyncConfig {
     /// slashes; also checks the token.
     ///
     /// # Errors
-    /// An invalid-configuration error for a URL that is not `http://` or `https://`, or a token
-    /// that is not printable ASCII.
+    /// [`Error::InvalidConfig`] for a URL that is not `http://` or `https://`, or a token that is
+    /// not printable ASCII.
     pub(super) fn edge_base(&self) -> Result<String, Error> {
         let mut base = self.url.trim().to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(invalid_config(
-                &self.url,
-                "the edge URL must start with http:// or https://",
-            ));
+            return Err(Error::InvalidConfig {
+                setting: "url",
+                message: format!(
+                    "{:?}: the edge URL must start with http:// or https://",
+                    self.url
+                ),
+            });
         }
         if let Some(stripped) = base.strip_suffix(MANIFEST_FILE) {
             base = stripped.to_owned();
@@ -102,10 +105,10 @@ impl SyncConfig {
         }
         if let Some(t) = &self.token {
             if t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(invalid_config(
-                    &self.url,
-                    "the token must be non-empty printable ASCII without spaces",
-                ));
+                return Err(Error::InvalidConfig {
+                    setting: "token",
+                    message: "the token must be non-empty printable ASCII without spaces".into(),
+                });
             }
         }
         Ok(base)
@@ -125,13 +128,6 @@ impl SyncConfig {
         } else {
             self.max_artifact_bytes
         }
-    }
-}
-
-fn invalid_config(url: &str, msg: impl Into<String>) -> Error {
-    Error::Io {
-        path: PathBuf::from(url),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, msg.into()),
     }
 }
 
@@ -250,4 +246,55 @@ pub(super) fn data_age(created_at: i64) -> Option<Duration> {
             .duration_since(created)
             .unwrap_or_default(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_edge_base_is_normalized_and_bad_settings_are_invalid_config() {
+        for (url, base) in [
+            ("http://edge", "http://edge"),
+            (" https://edge/x/ ", "https://edge/x"),
+            ("http://edge/x/manifest.json", "http://edge/x"),
+            ("http://edge//", "http://edge"),
+        ] {
+            assert_eq!(SyncConfig::new(url).edge_base().ok().as_deref(), Some(base));
+        }
+        let bad_token = |t: &str| SyncConfig {
+            token: Some(t.into()),
+            ..SyncConfig::new("http://edge")
+        };
+        for (config, setting) in [
+            (SyncConfig::new("ftp://edge"), "url"),
+            (SyncConfig::new(""), "url"),
+            (bad_token(""), "token"),
+            (bad_token("has space"), "token"),
+            (bad_token("line\nbreak"), "token"),
+        ] {
+            match config.edge_base() {
+                Err(Error::InvalidConfig { setting: s, .. }) => assert_eq!(s, setting),
+                other => panic!("{config:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn zero_means_the_default_artifact_limit_and_long_polls_are_capped() {
+        let config = SyncConfig {
+            max_artifact_bytes: 0,
+            long_poll: Some(Duration::from_secs(600)),
+            ..SyncConfig::new("http://edge")
+        };
+        assert_eq!(config.artifact_limit(), DEFAULT_MAX_ARTIFACT_BYTES);
+        assert_eq!(config.long_poll_seconds(), Some(MAX_LONG_POLL_SECONDS));
+        let config = SyncConfig {
+            max_artifact_bytes: 7,
+            long_poll: Some(Duration::from_millis(900)),
+            ..config
+        };
+        assert_eq!(config.artifact_limit(), 7);
+        assert_eq!(config.long_poll_seconds(), None);
+    }
 }

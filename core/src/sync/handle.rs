@@ -1,12 +1,11 @@
 //! The engine's handle on its sync thread: starting it (from the cache, or again in a forked
 //! child), waiting for content, the status, stopping.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::engine::Error;
+use crate::error::Error;
 use crate::events::EventKind;
 use crate::snapshot::Snapshot;
 use crate::store::Store;
@@ -137,8 +136,8 @@ impl SyncHandle {
         let thread = std::thread::Builder::new()
             .name("entitle-sync".into())
             .spawn(move || run(thread_shared, client, persister))
-            .map_err(|source| Error::Io {
-                path: PathBuf::from("entitle-sync thread"),
+            .map_err(|source| Error::ThreadStart {
+                thread: "entitle-sync",
                 source,
             })?;
         Ok(SyncHandle {

@@ -144,6 +144,7 @@ mod tests {
                 path: format!("snapshots/{version}"),
             },
             deltas,
+            subscriptions: None,
         }
     }
 
