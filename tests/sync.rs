@@ -31,11 +31,7 @@ fn synced(config: impl FnOnce(&str) -> SyncConfig) -> (TestEdge, Publisher, Engi
 }
 
 fn converges_to(engine: &Engine, version: u64) {
-    assert!(
-        wait_until(CONVERGE, || engine.version() == version),
-        "did not reach version {version}: {:?}",
-        engine.status()
-    );
+    converged(engine, version);
 }
 
 fn fails_at_least(engine: &Engine, n: u64) {

@@ -218,8 +218,7 @@ fn close_writes_content_reached_by_deltas_to_the_cache() {
     assert!(wait_until(CONVERGE, || engine.version() == 1));
     edge.publish(&mut publisher, &catalog(20));
     edge.publish(&mut publisher, &catalog(30));
-    assert!(wait_until(CONVERGE, || engine.version() == 3));
-    assert!(engine.status().deltas_applied >= 1);
+    assert!(converged(&engine, 3).deltas_applied >= 1);
     engine.close();
     drop(engine);
     // The edge goes down; a new process starts from the cache with what the last one had.
@@ -304,7 +303,7 @@ fn a_delta_chain_larger_than_the_snapshot_is_skipped_for_the_snapshot() {
     let mut publisher = Publisher::new("lineage-a");
     edge.publish(&mut publisher, &all_change(1, 300));
     let engine = Engine::connect(config(&edge.url())).unwrap();
-    assert!(wait_until(CONVERGE, || engine.version() == 1));
+    let before = converged(&engine, 1);
     // Eight versions that each rewrite every customer, published while the engine cannot see them.
     edge.fault(MANIFEST_PATH, Fault::Status(503), None);
     let mut manifest = None;
@@ -318,11 +317,9 @@ fn a_delta_chain_larger_than_the_snapshot_is_skipped_for_the_snapshot() {
         "{chain} vs {}",
         manifest.snapshot.bytes
     );
-    let before = engine.status();
     let seen = edge.requests().len();
     edge.clear_faults();
-    assert!(wait_until(CONVERGE, || engine.version() == 9));
-    let after = engine.status();
+    let after = converged(&engine, 9);
     assert_eq!(after.deltas_applied, before.deltas_applied, "{after:?}");
     assert_eq!(after.snapshots_fetched, before.snapshots_fetched + 1);
     let fetched: Vec<String> = edge.requests()[seen..].to_vec();
@@ -333,8 +330,8 @@ fn a_delta_chain_larger_than_the_snapshot_is_skipped_for_the_snapshot() {
     assert_eq!(projects(&engine), Limit::Finite(9));
     // One version behind, the single delta is cheaper, and used.
     edge.publish(&mut publisher, &all_change(10, 300));
-    assert!(wait_until(CONVERGE, || engine.version() == 10));
-    assert_eq!(engine.status().deltas_applied, after.deltas_applied + 1);
+    let last = converged(&engine, 10);
+    assert_eq!(last.deltas_applied, after.deltas_applied + 1);
 }
 
 const MANIFEST_PATH: &str = "manifest.json";

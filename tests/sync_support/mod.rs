@@ -30,6 +30,20 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Waits until `engine` serves `version` from the edge and the sync thread has recorded the round
+/// that brought it, and returns the status then. A new version becomes visible to lookups a moment
+/// before the thread records that round (`deltas_applied`, `snapshots_fetched`, `edge_version` are
+/// written together, after the swap), so a test that reads those counters must wait for the record
+/// as well as for the version.
+pub fn converged(engine: &entitle_core::Engine, version: u64) -> entitle_core::Status {
+    let ok = wait_until(CONVERGE, || {
+        engine.version() == version && engine.status().edge_version == Some(version)
+    });
+    let status = engine.status();
+    assert!(ok, "did not reach version {version}: {status:?}");
+    status
+}
+
 /// Generous bound for convergence on a loaded 2-core machine.
 pub const CONVERGE: Duration = Duration::from_secs(30);
 
