@@ -13,10 +13,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use entitle_core::edge::{publish, PublishOptions, DEFAULT_KEEP, MAX_KEEP};
+use entitle_core::internal::{read_file, unix_now};
 use entitle_core::snapshot::format::FileKind;
 use entitle_core::{
-    diff, dump, load_source, read_file, synth, unix_now, BuildOptions, Catalog, Decision, Delta,
-    Engine, Error, Limit, Snapshot, SyncConfig, View,
+    diff, dump, load_source, synth, BuildOptions, Catalog, Decision, Delta, Engine, Error, Limit,
+    Snapshot, SyncConfig, View,
 };
 use serde_json::json;
 

@@ -402,7 +402,7 @@ impl Webhook {
 }
 
 fn now() -> i64 {
-    entitle_core::unix_now()
+    entitle_core::internal::unix_now()
 }
 
 fn sign(secret: &str, t: i64, body: &str) -> String {

@@ -15,7 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use entitle_core::edge::{publish, PublishOptions};
-use entitle_core::{synth, Catalog, EdgeClient, Engine, Outcome, Store, SyncConfig};
+use entitle_core::internal::{EdgeClient, Outcome};
+use entitle_core::{synth, Catalog, Engine, Store, SyncConfig};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 

@@ -8,7 +8,9 @@
 
 use std::collections::HashMap;
 
-use crate::catalog::{Catalog, Customer, Feature, Item, Override, Product, Subscription};
+use crate::catalog::{
+    Catalog, CatalogError, Customer, Feature, Item, Override, Product, Subscription,
+};
 use crate::model::{Cell, FeatureType, Limit, Reason, Value, RAW_UNLIMITED};
 use crate::view::View;
 
@@ -17,15 +19,50 @@ type Epochs = Vec<(i64, Vec<Cell>)>;
 
 /// A snapshot whose profiles no catalog can express (only possible for hand-made snapshots).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DumpError(pub String);
+#[non_exhaustive]
+pub enum DumpError {
+    /// An override whose value changes over time (a catalog override has one value).
+    OverrideChanges {
+        /// The customer's id.
+        customer: String,
+        /// The feature's key.
+        feature: String,
+    },
+    /// The reconstructed catalog does not validate.
+    InvalidCatalog(CatalogError),
+    /// The reconstructed catalog answers differently from the snapshot for this customer.
+    Diverges {
+        /// The customer's id.
+        customer: String,
+    },
+}
 
 impl std::fmt::Display for DumpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "cannot express the snapshot as a catalog: {}", self.0)
+        f.write_str("cannot express the snapshot as a catalog: ")?;
+        match self {
+            DumpError::OverrideChanges { customer, feature } => {
+                write!(
+                    f,
+                    "customer `{customer}`: override of `{feature}` changes value"
+                )
+            }
+            DumpError::InvalidCatalog(e) => write!(f, "reconstructed catalog is invalid: {e}"),
+            DumpError::Diverges { customer } => {
+                write!(f, "customer `{customer}` has answers no catalog produces")
+            }
+        }
     }
 }
 
-impl std::error::Error for DumpError {}
+impl std::error::Error for DumpError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DumpError::InvalidCatalog(e) => Some(e),
+            DumpError::OverrideChanges { .. } | DumpError::Diverges { .. } => None,
+        }
+    }
+}
 
 /// Reconstructs a catalog that evaluates like `view` for every customer, feature and time.
 ///
@@ -68,10 +105,10 @@ pub fn dump(view: &View) -> Result<Catalog, DumpError> {
             if m > 0 {
                 let value = epochs[0].1[f].raw;
                 if epochs[..m].iter().any(|(_, c)| c[f].raw != value) {
-                    failure = Some(DumpError(format!(
-                        "customer `{id}`: override of `{}` changes value",
-                        feature.key
-                    )));
+                    failure = Some(DumpError::OverrideChanges {
+                        customer: id.clone(),
+                        feature: feature.key.clone(),
+                    });
                     return;
                 }
                 overrides.push(Override {
@@ -147,15 +184,13 @@ pub fn dump(view: &View) -> Result<Catalog, DumpError> {
     }
     customers.sort_by(|a, b| a.0.id.cmp(&b.0.id));
     let (customers, expected): (Vec<Customer>, Vec<Epochs>) = customers.into_iter().unzip();
-    let catalog = Catalog::new(features, products, customers)
-        .map_err(|e| DumpError(format!("reconstructed catalog is invalid: {e}")))?;
+    let catalog = Catalog::new(features, products, customers).map_err(DumpError::InvalidCatalog)?;
     for (c, epochs) in catalog.customers().iter().zip(&expected) {
         for (start, cells) in epochs {
             if catalog.evaluate(c, *start) != *cells {
-                return Err(DumpError(format!(
-                    "customer `{}` has answers no catalog produces",
-                    c.id
-                )));
+                return Err(DumpError::Diverges {
+                    customer: c.id.clone(),
+                });
             }
         }
     }

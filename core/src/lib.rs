@@ -43,7 +43,7 @@ pub mod catalog;
 pub mod delta;
 pub mod dump;
 pub mod edge;
-pub mod engine;
+mod engine;
 mod error;
 pub mod events;
 pub mod fs;
@@ -54,16 +54,17 @@ pub mod snapshot;
 pub mod store;
 pub mod subscriptions;
 #[cfg(feature = "sync")]
-pub mod sync;
+mod sync;
+#[cfg(any(test, feature = "synth"))]
 pub mod synth;
-pub mod view;
+mod view;
 
 pub use catalog::{
     Catalog, CatalogError, Customer, Feature, Item, Override, Product, Subscription,
 };
 pub use delta::{diff, ApplyError, Delta};
 pub use dump::{dump, DumpError};
-pub use engine::{load_source, read_file, Engine, MAX_INPUT_BYTES};
+pub use engine::{load_source, Engine, MAX_INPUT_BYTES};
 pub use error::{Error, ErrorKind};
 pub use events::{Event, EventKind, WaitError, EVENT_RING_CAPACITY};
 pub use handle::{CustomerIds, FeatureHandle, PackedIds, TooManyFeatureKeys, MAX_FEATURE_KEYS};
@@ -71,8 +72,15 @@ pub use model::{Decision, FeatureType, Limit, Reason, Value, MAX_LIMIT};
 pub use snapshot::{BuildOptions, FeatureInfo, FormatError, Snapshot};
 pub use store::Store;
 #[cfg(feature = "sync")]
-pub use sync::{
-    EdgeClient, Outcome, Round, Status, SyncConfig, SyncError, SyncState,
-    DEFAULT_MAX_ARTIFACT_BYTES,
-};
-pub use view::{unix_now, View};
+pub use sync::{Status, SyncConfig, SyncError, SyncState, DEFAULT_MAX_ARTIFACT_BYTES};
+pub use view::View;
+
+/// Not part of the API: helpers the workspace's own crates share (the CLI, the C ABI, examples,
+/// benchmarks). They may change in any release; applications use [`Engine`] and the items above.
+#[doc(hidden)]
+pub mod internal {
+    pub use crate::engine::read_file;
+    #[cfg(feature = "sync")]
+    pub use crate::sync::{EdgeClient, Outcome, Round};
+    pub use crate::view::unix_now;
+}

@@ -1,5 +1,8 @@
 //! A deterministic generator of realistic catalogs, for benchmarks and load tests.
 //!
+//! Compiled with the cargo feature `synth` (the CLI, benchmarks and fuzzing enable it); not part of
+//! the engine's API.
+//!
 //! The shape follows a typical B2B SaaS: free / starter / pro / enterprise plans, per-seat pricing,
 //! a storage add-on, trials, past-due and cancelled subscriptions, scheduled cancellations and a few
 //! overrides. The same `customers` and `seed` always give the same JSON.

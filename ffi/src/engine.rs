@@ -1,8 +1,7 @@
 //! The engine handle: creation, the hot-path lookups, content updates and release.
 
-use entitle_core::{
-    load_source, read_file, Decision, Engine, Error, Limit, Reason, Snapshot, Value,
-};
+use entitle_core::internal::read_file;
+use entitle_core::{load_source, Decision, Engine, Error, Limit, Reason, Snapshot, Value};
 
 use crate::error::{entitle_result, guard, guard_value, Failure};
 use crate::input::{arg_bytes, arg_path, arg_str, bytes, utf8};

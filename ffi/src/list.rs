@@ -1,6 +1,6 @@
 //! One customer's entitlements as a caller-freed list.
 
-use entitle_core::unix_now;
+use entitle_core::internal::unix_now;
 
 use crate::engine::{engine_arg, entitle_decision, entitle_engine};
 use crate::error::{entitle_result, guard, guard_value, Failure};

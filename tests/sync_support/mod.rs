@@ -99,7 +99,7 @@ impl Publisher {
             catalog,
             BuildOptions {
                 version,
-                created_at: entitle_core::unix_now(),
+                created_at: entitle_core::internal::unix_now(),
             },
         )
         .expect("build");

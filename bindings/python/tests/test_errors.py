@@ -8,7 +8,7 @@ from typing import Dict
 import pytest
 
 from entitle import (ArgumentError, CatalogError, ClosedError, ConnectError, DeltaError, Engine,
-                     EntitleError, FileError, SnapshotError)
+                     EntitleError, FileError, FormatError, SnapshotError, _entitle)
 
 from conftest import catalog
 
@@ -20,6 +20,63 @@ def test_hierarchy() -> None:
     assert issubclass(FileError, OSError)
     assert issubclass(ArgumentError, ValueError) and issubclass(ClosedError, ValueError)
     assert EntitleError("x", 4).code == 4 and str(EntitleError("x")) == "x"
+
+
+# Every result code of the C ABI and the class it raises: a function of the code alone.
+CLASS_OF_CODE = {
+    1: ArgumentError,  # NULL_PARAMETER
+    2: ArgumentError,  # INVALID_UTF8
+    3: ArgumentError,  # INVALID_PARAMETER (also too many feature keys)
+    4: EntitleError,  # PANIC
+    5: EntitleError,  # BUFFER_TOO_SMALL
+    6: EntitleError,  # OUT_OF_RANGE
+    7: FileError,  # IO (also a thread that could not be started)
+    8: CatalogError,  # INVALID_CATALOG
+    9: FormatError,  # BAD_MAGIC
+    10: FormatError,  # UNSUPPORTED_VERSION
+    11: FormatError,  # CORRUPT
+    12: FormatError,  # TOO_LARGE
+    13: DeltaError,  # WRONG_BASE
+    14: DeltaError,  # FEATURE_MISMATCH
+    15: ConnectError,  # INVALID_CONFIG
+    16: EntitleError,  # TIMEOUT (next_event returns None instead)
+    17: ClosedError,  # CLOSED
+    18: EntitleError,  # a code of a newer library
+}
+
+
+@pytest.mark.parametrize("code", sorted(CLASS_OF_CODE))
+def test_the_class_follows_from_the_code(code: int) -> None:
+    assert _entitle._error_class(code) is CLASS_OF_CODE[code]
+    assert issubclass(FormatError, SnapshotError) and issubclass(FormatError, DeltaError)
+
+
+def test_real_failures_raise_the_class_of_their_code(
+    tmp_path: Path, snapshots: Dict[str, Path]
+) -> None:
+    v1 = snapshots["v1"].read_bytes()
+    newer = bytearray(v1)
+    newer[8] = 99  # the format version, after the 8-byte magic
+    engine = Engine.from_file(snapshots["v2"])
+    closed = Engine.from_catalog(catalog())
+    closed.close()
+    failures = [
+        (lambda: Engine.from_catalog("{"), 8),
+        (lambda: Engine.from_bytes(b"junk"), 9),
+        (lambda: Engine.from_bytes(bytes(newer)), 10),
+        (lambda: Engine.from_bytes(v1[:100]), 11),
+        (lambda: engine.apply_delta(b"junk"), 9),
+        (lambda: engine.apply_delta(snapshots["delta"].read_bytes()), 13),
+        (lambda: Engine.from_file(tmp_path / "missing.snap"), 7),
+        (lambda: Engine.connect("ftp://example.invalid"), 15),
+    ]
+    for call, code in failures:
+        with pytest.raises(EntitleError) as info:
+            call()
+        assert info.value.code == code, (code, info.value)
+        assert isinstance(info.value, CLASS_OF_CODE[code]), (code, info.value)
+    with pytest.raises(ClosedError):
+        closed.limit("cus_pro", "projects")
 
 
 def test_catalog_error_names_the_path() -> None:

@@ -15,7 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use entitle_core::edge::{LONG_POLL_HEADER, MAX_LONG_POLL_SECONDS};
-use entitle_core::{unix_now, Engine, SyncState};
+use entitle_core::internal::unix_now;
+use entitle_core::{Engine, SyncState};
 use serde_json::json;
 use tokio::sync::watch;
 

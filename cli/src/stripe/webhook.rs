@@ -19,7 +19,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
 use entitle_core::edge::{publish, read_manifest, PublishOptions};
-use entitle_core::{diff, unix_now, BuildOptions, Catalog, Snapshot};
+use entitle_core::internal::unix_now;
+use entitle_core::{diff, BuildOptions, Catalog, Snapshot};
 use serde_json::json;
 
 use super::account::Account;

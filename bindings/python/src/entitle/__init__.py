@@ -55,6 +55,7 @@ __all__ = [
     "Feature",
     "FeatureType",
     "FileError",
+    "FormatError",
     "Limit",
     "Reason",
     "SnapshotError",
@@ -313,7 +314,14 @@ class SnapshotError(EntitleError):
 
 
 class DeltaError(EntitleError):
-    """A delta is unreadable, or was made for another base or feature list. Content is kept."""
+    """A delta was made for another base or feature list (or is unreadable: :class:`FormatError`).
+    Content is kept."""
+
+
+class FormatError(SnapshotError, DeltaError):
+    """Bytes are not a readable snapshot or delta: bad magic, unsupported format version, corrupt,
+    or too large (result codes 9 to 12). Both a :class:`SnapshotError` and a :class:`DeltaError`,
+    whichever call read them."""
 
 
 # "<path>: <strerror> (os error <errno>)": the library's detail of an I/O error.
@@ -679,7 +687,7 @@ _entitle._setup(
     {
         "base": EntitleError,
         "catalog": CatalogError,
-        "snapshot": SnapshotError,
+        "format": FormatError,
         "delta": DeltaError,
         "file": FileError,
         "connect": ConnectError,

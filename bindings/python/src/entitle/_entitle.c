@@ -56,8 +56,8 @@ static PyObject *status_factory;                     /* called with the status f
 /* Exception classes. */
 static PyObject *err_base;     /* EntitleError */
 static PyObject *err_catalog;  /* CatalogError: the catalog JSON is invalid */
-static PyObject *err_snapshot; /* SnapshotError: snapshot bytes unreadable */
-static PyObject *err_delta;    /* DeltaError: delta bytes unreadable or for another base */
+static PyObject *err_format;   /* FormatError (a SnapshotError and a DeltaError): bytes unreadable */
+static PyObject *err_delta;    /* DeltaError: a delta for another base or other features */
 static PyObject *err_file;     /* FileError (also an OSError): a file could not be read */
 static PyObject *err_connect;  /* ConnectError: invalid edge configuration */
 static PyObject *err_argument; /* ArgumentError (also a ValueError) */
@@ -65,44 +65,44 @@ static PyObject *err_closed;   /* ClosedError (also a ValueError): the engine wa
 
 static bool setup_done;
 
-/* What a failing call was doing, to pick the exception class for format errors. */
-typedef enum { OP_LOAD, OP_DELTA, OP_CONNECT, OP_OTHER } op_kind;
-
-/* Raises the exception for `result`, with the calling thread's detail from the library as its
- * message (the library records one for every failing call). Returns NULL. */
+/* The exception class of a result code: a function of the code alone, whichever call failed
+ * (the table is in docs/ffi.md). */
 static PyObject *
-raise_result(entitle_result result, op_kind op)
+error_class(entitle_result result)
 {
-    PyObject *cls;
     switch (result) {
+    case ENTITLE_RESULT_NULL_PARAMETER:
+    case ENTITLE_RESULT_INVALID_UTF8:
+    case ENTITLE_RESULT_INVALID_PARAMETER:
+        return err_argument;
+    case ENTITLE_RESULT_IO:
+        return err_file;
     case ENTITLE_RESULT_INVALID_CATALOG:
-        cls = err_catalog;
-        break;
+        return err_catalog;
     case ENTITLE_RESULT_BAD_MAGIC:
     case ENTITLE_RESULT_UNSUPPORTED_VERSION:
     case ENTITLE_RESULT_CORRUPT:
     case ENTITLE_RESULT_TOO_LARGE:
-        cls = op == OP_DELTA ? err_delta : err_snapshot;
-        break;
+        return err_format;
     case ENTITLE_RESULT_WRONG_BASE:
     case ENTITLE_RESULT_FEATURE_MISMATCH:
-        cls = err_delta;
-        break;
-    case ENTITLE_RESULT_IO:
-        cls = op == OP_CONNECT ? err_connect : err_file;
-        break;
+        return err_delta;
     case ENTITLE_RESULT_INVALID_CONFIG:
-        cls = err_connect;
-        break;
-    case ENTITLE_RESULT_NULL_PARAMETER:
-    case ENTITLE_RESULT_INVALID_UTF8:
-    case ENTITLE_RESULT_INVALID_PARAMETER:
-        cls = op == OP_CONNECT ? err_connect : err_argument;
-        break;
+        return err_connect;
+    case ENTITLE_RESULT_CLOSED:
+        return err_closed;
     default:
-        cls = err_base;
-        break;
+        /* PANIC, BUFFER_TOO_SMALL, OUT_OF_RANGE, TIMEOUT and codes of a newer library. */
+        return err_base;
     }
+}
+
+/* Raises the exception for `result`, with the calling thread's detail from the library as its
+ * message (the library records one for every failing call). Returns NULL. */
+static PyObject *
+raise_result(entitle_result result)
+{
+    PyObject *cls = error_class(result);
 
     size_t len = entitle_last_error_len();
     PyObject *message = NULL;
@@ -763,7 +763,7 @@ Engine_from_file(PyObject *cls, PyObject *path)
     Py_END_ALLOW_THREADS
     Py_DECREF(raw);
     if (r != ENTITLE_RESULT_OK) {
-        return raise_result(r, OP_LOAD);
+        return raise_result(r);
     }
     return engine_wrap(cls, e, false);
 }
@@ -795,7 +795,7 @@ load_bytes(PyObject *cls, PyObject *data, bytes_loader fn, const char *what)
     }
     PyBuffer_Release(&view);
     if (r != ENTITLE_RESULT_OK) {
-        return raise_result(r, OP_LOAD);
+        return raise_result(r);
     }
     return engine_wrap(cls, e, false);
 }
@@ -818,7 +818,7 @@ Engine_from_catalog_json(PyObject *cls, PyObject *json)
         entitle_engine *e = NULL;
         entitle_result r = entitle_engine_from_catalog_json(p, n, &e);
         if (r != ENTITLE_RESULT_OK) {
-            return raise_result(r, OP_LOAD);
+            return raise_result(r);
         }
         return engine_wrap(cls, e, false);
     }
@@ -976,7 +976,7 @@ Engine_check(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, PyObje
                                     : entitle_engine_check_at(e, c, cn, f, fn, at, &d);
     lease_end(self);
     if (r != ENTITLE_RESULT_OK) {
-        return raise_result(r, OP_OTHER);
+        return raise_result(r);
     }
     return decision_new(&d);
 }
@@ -1016,7 +1016,7 @@ Engine_entitlements(EngineObject *self, PyObject *const *args, Py_ssize_t nargs,
                                     : entitle_engine_entitlements_at(e, c, cn, at, &list);
     lease_end(self);
     if (r != ENTITLE_RESULT_OK) {
-        return raise_result(r, OP_OTHER);
+        return raise_result(r);
     }
     PyObject *dict = PyDict_New();
     size_t n = entitle_entitlements_len(list);
@@ -1025,7 +1025,7 @@ Engine_entitlements(EngineObject *self, PyObject *const *args, Py_ssize_t nargs,
         r = entitle_entitlements_get(list, i, &item);
         if (r != ENTITLE_RESULT_OK) {
             Py_CLEAR(dict);
-            raise_result(r, OP_OTHER);
+            raise_result(r);
             break;
         }
         PyObject *key = PyUnicode_DecodeUTF8((const char *)item.key, (Py_ssize_t)item.key_len,
@@ -1098,7 +1098,7 @@ update_bytes(EngineObject *self, PyObject *data, bool delta)
     lease_end(self);
     PyBuffer_Release(&view);
     if (r != ENTITLE_RESULT_OK) {
-        return raise_result(r, delta ? OP_DELTA : OP_LOAD);
+        return raise_result(r);
     }
     if (delta) {
         return PyLong_FromUnsignedLongLong(version);
@@ -1139,7 +1139,7 @@ Engine_replace_file(EngineObject *self, PyObject *path)
     Py_DECREF(raw);
     lease_end(self);
     if (r != ENTITLE_RESULT_OK) {
-        return raise_result(r, OP_LOAD);
+        return raise_result(r);
     }
     Py_RETURN_NONE;
 }
@@ -1299,7 +1299,7 @@ Engine_connect(PyObject *cls, PyObject *args)
     Py_END_ALLOW_THREADS
     Py_XDECREF(raw_dir);
     if (r != ENTITLE_RESULT_OK) {
-        return raise_result(r, OP_CONNECT);
+        return raise_result(r);
     }
     return engine_wrap(cls, e, true);
 }
@@ -1393,7 +1393,7 @@ Engine_next_event(EngineObject *self, PyObject *args)
     case ENTITLE_RESULT_CLOSED:
         return closed_error();
     default:
-        return raise_result(r, OP_OTHER);
+        return raise_result(r);
     }
 }
 
@@ -1418,7 +1418,7 @@ status_text(entitle_engine *e, entitle_status_text which)
         }
         PyMem_Free(buf);
         if (r != ENTITLE_RESULT_BUFFER_TOO_SMALL) {
-            return raise_result(r, OP_OTHER);
+            return raise_result(r);
         }
         cap *= 4; /* the text grew since it was sized: retry */
     }
@@ -1461,7 +1461,7 @@ Engine_get_status(EngineObject *self, void *Py_UNUSED(closure))
     entitle_result r = entitle_engine_status(e, &st);
     if (r != ENTITLE_RESULT_OK) {
         lease_end(self);
-        return raise_result(r, OP_OTHER);
+        return raise_result(r);
     }
     PyObject *d = PyDict_New();
     if (d == NULL) {
@@ -1587,7 +1587,7 @@ Engine_feature(EngineObject *self, PyObject *key)
     lease_end(self);
     if (r != ENTITLE_RESULT_OK) {
         Py_DECREF(f);
-        return raise_result(r, OP_OTHER);
+        return raise_result(r);
     }
     f->engine = (EngineObject *)Py_NewRef((PyObject *)self);
     f->key = Py_NewRef(key);
@@ -1730,7 +1730,7 @@ Feature_check(FeatureObject *self, PyObject *const *args, Py_ssize_t nargs, PyOb
                                       : entitle_engine_feature_check_at(e, self->h, c, cn, at, &d);
     lease_end(self->engine);
     if (r != ENTITLE_RESULT_OK) {
-        return raise_result(r, OP_OTHER);
+        return raise_result(r);
     }
     return decision_new(&d);
 }
@@ -1854,7 +1854,7 @@ feature_batch(FeatureObject *self, PyObject *const *args, Py_ssize_t nargs, PyOb
     batch_free(&b);
     if (r != ENTITLE_RESULT_OK) {
         PyMem_Free(out);
-        raise_result(r, OP_OTHER);
+        raise_result(r);
         return NULL;
     }
     return out;
@@ -2030,7 +2030,7 @@ Engine_check_features(EngineObject *self, PyObject *const *args, Py_ssize_t narg
     PyMem_Free(hs);
     PyObject *list = NULL;
     if (r != ENTITLE_RESULT_OK) {
-        raise_result(r, OP_OTHER);
+        raise_result(r);
     } else {
         list = PyList_New(n);
         for (Py_ssize_t i = 0; list != NULL && i < n; i++) {
@@ -2175,7 +2175,7 @@ mod_setup(PyObject *Py_UNUSED(module), PyObject *args)
         const char *name;
         PyObject **slot;
     } classes[] = {
-        {"base", &err_base},         {"catalog", &err_catalog}, {"snapshot", &err_snapshot},
+        {"base", &err_base},         {"catalog", &err_catalog}, {"format", &err_format},
         {"delta", &err_delta},       {"file", &err_file},       {"connect", &err_connect},
         {"argument", &err_argument}, {"closed", &err_closed},
     };
@@ -2216,9 +2216,30 @@ mod_formats(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
                          (unsigned int)entitle_delta_format_version());
 }
 
+/* _error_class(code): the class raise_result picks for `code`, for the package's tests. */
+static PyObject *
+mod_error_class(PyObject *Py_UNUSED(module), PyObject *code)
+{
+    if (!setup_done) {
+        PyErr_SetString(PyExc_RuntimeError, "import entitle, not entitle._entitle");
+        return NULL;
+    }
+    unsigned long v = PyLong_AsUnsignedLong(code);
+    if (v == (unsigned long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (v > UINT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "a result code is at most 2**32-1");
+        return NULL;
+    }
+    return Py_NewRef(error_class((entitle_result)v));
+}
+
 static PyMethodDef module_methods[] = {
     {"_setup", mod_setup, METH_VARARGS, "Internal: hands the Python-side classes to the module."},
     {"_decision", mod_decision, METH_VARARGS, "Internal: rebuilds a pickled Decision."},
+    {"_error_class", mod_error_class, METH_O,
+     "Internal: the exception class raised for a result code (0 to 2**32-1)."},
     {"library_version", mod_library_version, METH_NOARGS,
      "library_version($module, /)\n--\n\n-> str. The version of the native entitle library."},
     {"formats", mod_formats, METH_NOARGS,
