@@ -159,6 +159,62 @@ func TestErrors(t *testing.T) {
 	}
 }
 
+// Every kind of failure comes back as the *Error of its result code, matched by its sentinel and
+// by no other.
+func TestEachFailureHasTheCodeOfItsKind(t *testing.T) {
+	s := buildSnapshots(t)
+	newer := append([]byte(nil), s.v1...)
+	newer[8] = 99 // the format version, after the 8-byte magic
+	v2, err := entitle.FromSnapshot(s.v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v2.Close()
+	closed, err := entitle.FromSnapshot(s.v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed.Close()
+	fail := func(_ *entitle.Engine, err error) error { return err }
+	sentinels := []*entitle.Error{entitle.ErrNullParameter, entitle.ErrInvalidUTF8,
+		entitle.ErrInvalidParameter, entitle.ErrPanic, entitle.ErrBufferTooSmall, entitle.ErrOutOfRange,
+		entitle.ErrIO, entitle.ErrInvalidCatalog, entitle.ErrBadMagic, entitle.ErrUnsupportedVersion,
+		entitle.ErrCorrupt, entitle.ErrTooLarge, entitle.ErrWrongBase, entitle.ErrFeatureMismatch,
+		entitle.ErrInvalidConfig, entitle.ErrTimeout, entitle.ErrClosed}
+	for i, sentinel := range sentinels {
+		if sentinel.Code != entitle.Code(i+1) {
+			t.Fatalf("sentinel %d has code %d", i+1, sentinel.Code)
+		}
+	}
+	cases := []struct {
+		name string
+		err  error
+		code entitle.Code
+	}{
+		{"invalid catalog", fail(entitle.FromCatalogJSON([]byte("{"))), entitle.CodeInvalidCatalog},
+		{"bad magic", fail(entitle.FromSnapshot([]byte("junk"))), entitle.CodeBadMagic},
+		{"newer format", fail(entitle.FromSnapshot(newer)), entitle.CodeUnsupportedVersion},
+		{"truncated", fail(entitle.FromSnapshot(s.v1[:100])), entitle.CodeCorrupt},
+		{"delta bad magic", v2.ApplyDelta([]byte("junk")), entitle.CodeBadMagic},
+		{"wrong base", v2.ApplyDelta(s.delta), entitle.CodeWrongBase},
+		{"missing file", fail(entitle.FromFile(filepath.Join(t.TempDir(), "none"))), entitle.CodeIO},
+		{"ftp URL", fail(entitle.Connect(entitle.SyncConfig{URL: "ftp://example"})), entitle.CodeInvalidConfig},
+		{"closed", closed.Replace(s.v2), entitle.CodeClosed},
+	}
+	for _, c := range cases {
+		var ee *entitle.Error
+		if !errors.As(c.err, &ee) || ee.Code != c.code {
+			t.Errorf("%s: %#v, want code %d", c.name, c.err, c.code)
+			continue
+		}
+		for _, sentinel := range sentinels {
+			if errors.Is(c.err, sentinel) != (sentinel.Code == c.code) {
+				t.Errorf("%s: errors.Is(%v) is wrong", c.name, sentinel)
+			}
+		}
+	}
+}
+
 // The detail of a failure is read in the same C call: goroutines failing at the same time, and
 // moving between threads, each get their own message.
 func TestErrorDetailBelongsToItsCall(t *testing.T) {

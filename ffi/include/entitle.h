@@ -66,7 +66,8 @@ enum entitle_result
      */
     ENTITLE_RESULT_OUT_OF_RANGE = 6,
     /**
-     * A file could not be read (the detail names it and the system error).
+     * A file could not be read (the detail names it and the system error), or the system refused
+     * to start a background thread (`entitle_engine_connect`).
      */
     ENTITLE_RESULT_IO = 7,
     /**

@@ -29,7 +29,8 @@ pub enum entitle_result {
     BufferTooSmall = 5,
     /// An index is past the end of a list.
     OutOfRange = 6,
-    /// A file could not be read (the detail names it and the system error).
+    /// A file could not be read (the detail names it and the system error), or the system refused
+    /// to start a background thread (`entitle_engine_connect`).
     Io = 7,
     /// The catalog JSON is invalid (the detail starts with the path of the offending value).
     InvalidCatalog = 8,
