@@ -155,6 +155,36 @@ test('status of a local engine', (t) => {
   assert.equal(engine.connected, false);
 });
 
+test('errors: each kind of failure has the class and code of its C result code', (t) => {
+  const dir = tmpDir(t);
+  const snaps = snapshots(dir);
+  const newer = Buffer.from(snaps.v1);
+  newer[8] = 99; // the format version, after the 8-byte magic
+  const v2 = closing(t, Engine.fromBytes(snaps.v2));
+  const closed = Engine.fromBytes(snaps.v1);
+  closed.close();
+  const cases = [
+    [() => Engine.fromCatalog('{'), CatalogError, 8, 'ENTITLE_INVALID_CATALOG'],
+    [() => Engine.fromBytes(Buffer.from('junk')), FormatError, 9, 'ENTITLE_BAD_MAGIC'],
+    [() => Engine.fromBytes(newer), FormatError, 10, 'ENTITLE_UNSUPPORTED_VERSION'],
+    [() => Engine.fromBytes(snaps.v1.subarray(0, 100)), FormatError, 11, 'ENTITLE_CORRUPT'],
+    [() => v2.applyDelta(Buffer.from('junk')), FormatError, 9, 'ENTITLE_BAD_MAGIC'],
+    [() => v2.applyDelta(snaps.delta), DeltaError, 13, 'ENTITLE_WRONG_BASE'],
+    [() => Engine.fromFile(path.join(dir, 'missing.snap')), FileError, 7, 'ENTITLE_IO'],
+    [() => Engine.connect('ftp://example.invalid'), ConfigError, 15, 'ENTITLE_INVALID_CONFIG'],
+    [() => Engine.fromCatalog(Buffer.from([0xff])), entitle.ArgumentError, 2, 'ENTITLE_INVALID_UTF8'],
+    [() => closed.replace(snaps.v2), ClosedError, 17, 'ENTITLE_CLOSED'],
+  ];
+  for (const [call, Class, result, code] of cases) {
+    assert.throws(call, (err) => {
+      assert.ok(err instanceof Class && err instanceof EntitleError, `${code}: ${err}`);
+      assert.equal(err.name, Class.name);
+      assert.deepEqual([err.result, err.code], [result, code]);
+      return true;
+    });
+  }
+});
+
 test('errors: classes and stable codes follow the C result code, with the library detail', (t) => {
   const dir = tmpDir(t);
   const missing = path.join(dir, 'missing.snap');
