@@ -24,6 +24,38 @@ class ErrorsTest < Minitest::Test
     assert_equal 8, Entitle::CatalogError.new("x", 8).code
   end
 
+  # Each kind of failure raises the class of its C result code, with that code.
+  def test_each_failure_has_the_class_and_code_of_its_kind
+    Dir.mktmpdir do |dir|
+      snaps = snapshots(dir)
+      v1 = File.binread(snaps[:v1])
+      newer = v1.dup
+      newer.setbyte(8, 99) # the format version, after the 8-byte magic
+      v2 = Entitle::Engine.from_file(snaps[:v2])
+      closed = Entitle::Engine.from_file(snaps[:v1])
+      closed.close
+      cases = [
+        [-> { Entitle::Engine.from_catalog("{") }, Entitle::CatalogError, 8],
+        [-> { Entitle::Engine.from_snapshot("junk") }, Entitle::FormatError, 9],
+        [-> { Entitle::Engine.from_snapshot(newer) }, Entitle::FormatError, 10],
+        [-> { Entitle::Engine.from_snapshot(v1[0, 100]) }, Entitle::FormatError, 11],
+        [-> { v2.apply_delta("junk") }, Entitle::FormatError, 9],
+        [-> { v2.apply_delta(File.binread(snaps[:delta])) }, Entitle::DeltaError, 13],
+        [-> { Entitle::Engine.from_file(File.join(dir, "missing.snap")) }, Entitle::FileError, 7],
+        [-> { Entitle::Engine.connect("ftp://example.invalid") }, Entitle::ConfigError, 15],
+        [-> { Entitle::Engine.from_catalog("\xff".b) }, Entitle::InvalidArgumentError, 2],
+        [-> { closed.replace(File.binread(snaps[:v2])) }, Entitle::ClosedError, 17],
+      ]
+      cases.each do |call, cls, code|
+        error = assert_raises(Entitle::Error) { call.call }
+        assert_instance_of cls, error, "code #{code}"
+        assert_equal code, error.code
+      end
+    ensure
+      v2&.close
+    end
+  end
+
   def test_catalog_error_names_the_path
     bad = catalog
     bad["customers"][3]["overrides"]["projects"] = 1.5
