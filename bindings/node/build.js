@@ -67,7 +67,7 @@ function build(out) {
   fs.mkdirSync(path.dirname(out), { recursive: true });
   const cc = process.env.CC || 'cc';
   const args = [
-    '-std=c11', '-O2', '-fPIC', '-shared', '-fvisibility=hidden',
+    '-std=c11', '-O3', '-fPIC', '-shared', '-fvisibility=hidden',
     '-Wall', '-Wextra', '-Wno-unused-parameter',
     ...(process.env.ENTITLE_STRICT ? ['-Werror'] : []),
     '-I', napi, '-I', inc,
@@ -76,7 +76,7 @@ function build(out) {
     '-o', out,
     // Only the Node-API entry points are exported; the library's symbols stay inside.
     `-Wl,--version-script=${path.join(here, 'src', 'exports.map')}`,
-    '-Wl,--gc-sections', '-Wl,--as-needed', '-s',
+    '-Wl,--gc-sections', '-Wl,--as-needed', ...(process.env.ENTITLE_NO_STRIP ? [] : ['-s']),
     // What Rust's standard library needs from the system (`--print native-static-libs`).
     '-lgcc_s', '-lutil', '-lrt', '-lpthread', '-lm', '-ldl', '-lc',
   ];

@@ -7,7 +7,10 @@
 
 const { EventEmitter } = require('node:events');
 const { fileURLToPath } = require('node:url');
-const native = require('./binding.js').load();
+// A copy of the addon's exports: the object the addon fills has too many properties added one by
+// one and V8 keeps it as a dictionary, so every `native.enabled` read would be a hash lookup; a
+// copy made by spreading has fast properties, which the optimizing compiler reads as constants.
+const native = { ...require('./binding.js').load() };
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -207,6 +210,8 @@ function decisionsOf(values) {
 // Feature handles
 
 const FEATURE = Symbol('entitle.feature');
+// How many feature keys an engine keeps resolved for its lookups by key.
+const KNOWN_FEATURES = 256;
 
 /**
  * A feature key resolved once (`engine.feature(key)`): its lookups skip converting and finding the
@@ -214,13 +219,11 @@ const FEATURE = Symbol('entitle.feature');
  * feature_not_found); resolve again after the feature list changed to get the fast path back.
  */
 class Feature {
-  #h;
   #f;
 
   /** @private use engine.feature(key) */
-  constructor(token, handle, feature, key) {
+  constructor(token, feature, key) {
     if (token !== CREATE) throw new TypeError('use engine.feature(key)');
-    this.#h = handle;
     this.#f = feature;
     this.key = key;
     Object.freeze(this);
@@ -232,24 +235,29 @@ class Feature {
 
   /** Whether `customer` may use this feature. */
   enabled(customer, options) {
-    return native.featureEnabled(this.#h, this.#f, customer, options === undefined ? undefined : optionsAt(options));
+    const at = options === undefined ? undefined : optionsAt(options);
+    return at === undefined ? native.featureEnabled(this.#f, customer) : native.featureEnabledAt(this.#f, customer, at);
   }
 
   /** This feature's limit for `customer`: a number, `Infinity` when unlimited, 0 for a flag. */
   limit(customer, options) {
-    return native.featureLimit(this.#h, this.#f, customer, options === undefined ? undefined : optionsAt(options));
+    const at = options === undefined ? undefined : optionsAt(options);
+    return at === undefined ? native.featureLimit(this.#f, customer) : native.featureLimitAt(this.#f, customer, at);
   }
 
   /** Whether `customer` may use `requested` (default 1) more on top of `usage`. */
   allows(customer, usage, options) {
-    if (options === undefined) return native.featureAllows(this.#h, this.#f, customer, usage, 1, undefined);
+    if (options === undefined) return native.featureAllows(this.#f, customer, usage, 1);
     const requested = options.requested === undefined ? 1 : options.requested;
-    return native.featureAllows(this.#h, this.#f, customer, usage, requested, optionsAt(options));
+    const at = optionsAt(options);
+    return at === undefined
+      ? native.featureAllows(this.#f, customer, usage, requested)
+      : native.featureAllowsAt(this.#f, customer, usage, requested, at);
   }
 
   /** The whole decision for `customer`. */
   check(customer, options) {
-    native.featureCheck(this.#h, this.#f, customer, options === undefined ? undefined : optionsAt(options));
+    native.featureCheck(this.#f, customer, options === undefined ? undefined : optionsAt(options));
     return decisionAt(scratch, 0);
   }
 
@@ -275,7 +283,7 @@ class Feature {
       if (typeof c !== 'string') throw new TypeError('customers must be an array of strings');
       lengths[i] = c.length;
     }
-    return native.checkMany(this.#h, this.#f, customers.join(''), lengths, optionsAt(options));
+    return native.checkMany(this.#f, customers.join(''), lengths, optionsAt(options));
   }
 }
 
@@ -300,6 +308,12 @@ const dispose = Symbol.dispose || Symbol.for('nodejs.dispose');
 class Engine extends EventEmitter {
   #h;
   #connected;
+  // Lookups by key go through a feature handle once the key is known to be a feature: the native
+  // side then converts one string instead of two and skips finding the key. Handles stay correct
+  // across every change of content (see Feature); the map is emptied when this engine's content
+  // is replaced, so that keys are resolved again against the new feature list. Only keys of
+  // existing features are kept, at most KNOWN_FEATURES of them.
+  #known = new Map();
 
   /** @private use the static creators */
   constructor(token, handle, connected) {
@@ -342,6 +356,7 @@ class Engine extends EventEmitter {
   #deliver(kind, seq, previousVersion, version, atMs, message) {
     const at = new Date(atMs);
     if (kind === EVENT_VERSION_CHANGED) {
+      this.#known.clear();
       this.emit('change', Object.freeze({ version, previousVersion, at, seq }));
     } else {
       this.emit('sync', Object.freeze({ kind: SYNC_EVENT_KINDS[kind] || `event_${kind}`, message, version, at, seq }));
@@ -407,41 +422,82 @@ class Engine extends EventEmitter {
 
   /** Whether `customer` may use `feature`: a flag's value; a limit that is unlimited or > 0. */
   enabled(customer, feature, options) {
-    if (options === undefined) return native.enabled(this.#h, customer, feature);
-    const at = optionsAt(options);
-    return at === undefined
+    const at = options === undefined ? undefined : optionsAt(options);
+    const f = this.#known.get(feature);
+    if (f !== undefined) {
+      return at === undefined ? native.featureEnabled(f, customer) : native.featureEnabledAt(f, customer, at);
+    }
+    const b = at === undefined
       ? native.enabled(this.#h, customer, feature)
       : native.enabledAt(this.#h, customer, feature, at);
+    this.#learn(feature);
+    return b;
   }
 
   /** The limit of `feature` for `customer`: a number, `Infinity` for unlimited, 0 for flags and unknown features. */
   limit(customer, feature, options) {
-    if (options === undefined) return native.limit(this.#h, customer, feature);
-    const at = optionsAt(options);
-    return at === undefined
+    const at = options === undefined ? undefined : optionsAt(options);
+    const f = this.#known.get(feature);
+    if (f !== undefined) {
+      return at === undefined ? native.featureLimit(f, customer) : native.featureLimitAt(f, customer, at);
+    }
+    const n = at === undefined
       ? native.limit(this.#h, customer, feature)
       : native.limitAt(this.#h, customer, feature, at);
+    this.#learn(feature);
+    return n;
   }
 
   /** Whether `customer` may use `requested` (default 1) more of `feature` on top of `usage`. */
   allows(customer, feature, usage, options) {
-    if (options === undefined) return native.allows(this.#h, customer, feature, usage, 1);
-    const at = optionsAt(options);
-    const requested = options.requested === undefined ? 1 : options.requested;
-    return at === undefined
+    let requested = 1;
+    let at;
+    if (options !== undefined) {
+      at = optionsAt(options);
+      if (options.requested !== undefined) requested = options.requested;
+    }
+    const f = this.#known.get(feature);
+    if (f !== undefined) {
+      return at === undefined
+        ? native.featureAllows(f, customer, usage, requested)
+        : native.featureAllowsAt(f, customer, usage, requested, at);
+    }
+    const b = at === undefined
       ? native.allows(this.#h, customer, feature, usage, requested)
       : native.allowsAt(this.#h, customer, feature, usage, requested, at);
+    this.#learn(feature);
+    return b;
   }
 
   /** The whole decision (frozen): feature type, enabled, limit, reason and content version. */
   check(customer, feature, options) {
-    native.check(this.#h, customer, feature, options === undefined ? undefined : optionsAt(options));
-    return decisionAt(scratch, 0);
+    const at = options === undefined ? undefined : optionsAt(options);
+    const f = this.#known.get(feature);
+    if (f !== undefined) {
+      native.featureCheck(f, customer, at);
+      return decisionAt(scratch, 0);
+    }
+    native.check(this.#h, customer, feature, at);
+    const decision = decisionAt(scratch, 0);
+    if (decision.featureType !== null) this.#remember(feature);
+    return decision;
+  }
+
+  // After a successful lookup by `feature`: keeps a handle for it when it is a feature of the
+  // current content (a lookup for an empty customer id says whether it is).
+  #learn(feature) {
+    if (this.#known.size >= KNOWN_FEATURES || typeof feature !== 'string') return;
+    native.check(this.#h, '', feature, undefined);
+    if (scratch[0] !== 0) this.#remember(feature);
+  }
+
+  #remember(feature) {
+    if (this.#known.size < KNOWN_FEATURES) this.#known.set(feature, native.featureResolve(this.#h, feature));
   }
 
   /** Resolves a feature key once, for lookups that skip finding the key (see `Feature`). */
   feature(key) {
-    return new Feature(CREATE, this.#h, native.featureResolve(this.#h, key), key);
+    return new Feature(CREATE, native.featureResolve(this.#h, key), key);
   }
 
   /** Decisions of several features (from `engine.feature`) for one customer, in one call. */
@@ -486,17 +542,23 @@ class Engine extends EventEmitter {
 
   /** Replaces the whole content with snapshot bytes; returns the new content version. */
   replace(bytes) {
-    return native.replace(this.#h, bytes);
+    const version = native.replace(this.#h, bytes);
+    this.#known.clear();
+    return version;
   }
 
   /** Replaces the whole content with the snapshot or catalog in a file; returns the new version. */
   replaceFile(path) {
-    return native.replaceFile(this.#h, pathOf(path, 'path'));
+    const version = native.replaceFile(this.#h, pathOf(path, 'path'));
+    this.#known.clear();
+    return version;
   }
 
   /** Applies delta bytes (as written by `entitle diff`); returns the new content version. */
   applyDelta(bytes) {
-    return native.applyDelta(this.#h, bytes);
+    const version = native.applyDelta(this.#h, bytes);
+    this.#known.clear();
+    return version;
   }
 
   /** The content version being served (0 for a catalog-built engine). */
@@ -527,6 +589,7 @@ class Engine extends EventEmitter {
    */
   close() {
     native.close(this.#h);
+    this.#known.clear();
   }
 
   [dispose]() {

@@ -29,6 +29,10 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <uchar.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +96,10 @@ typedef struct {
     entitle_engine *engine;
     shared_engine *shared; /* NULL once closed */
     watcher *watch;        /* the change-event thread, when listened to */
+    /* Owners of this struct: the engine's external and each feature handle resolved from it (JS
+     * thread only). A feature handle reaches its engine through here, so the struct outlives
+     * every feature made from it even when the engine's external is collected first. */
+    unsigned owners;
 } handle;
 
 static void handle_unwatch(handle *h);
@@ -127,6 +135,15 @@ handle_close(handle *h)
     shared_release(s);
 }
 
+/* Drops one owner; the last one frees the struct. */
+static void
+handle_release(handle *h)
+{
+    if (--h->owners == 0) {
+        free(h);
+    }
+}
+
 static void
 handle_finalize(napi_env env, void *data, void *hint)
 {
@@ -134,7 +151,7 @@ handle_finalize(napi_env env, void *data, void *hint)
     (void)hint;
     handle *h = data;
     handle_close(h);
-    free(h);
+    handle_release(h);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -253,8 +270,10 @@ typedef struct {
     bool heap;
 } str_arg;
 
-static inline bool
-str_get(napi_env env, napi_value v, char *stack, str_arg *out, const char *what)
+/* The general case of str_get: V8's UTF-8 conversion (unpaired surrogates become U+FFFD), into
+ * `stack` or, for a long string, a heap buffer. */
+static bool
+str_get_utf8(napi_env env, napi_value v, char *stack, str_arg *out, const char *what)
 {
     size_t len = 0;
     napi_status status = napi_get_value_string_utf8(env, v, stack, STR_STACK, &len);
@@ -285,6 +304,60 @@ str_get(napi_env env, napi_value v, char *stack, str_arg *out, const char *what)
         }
     }
     return true;
+}
+
+/* Copies `n` UTF-16 code units into `out` as bytes; true when every unit was ASCII (then `out`
+ * holds the string's UTF-8). */
+static inline bool
+ascii_narrow(const char16_t *units, size_t n, char *out)
+{
+    size_t i = 0;
+#if defined(__SSE2__)
+    if (n >= 8) {
+        __m128i any = _mm_setzero_si128();
+        for (;; i += 8) {
+            /* The last block overlaps the one before it rather than leaving a tail. */
+            if (i + 8 > n) {
+                i = n - 8;
+            }
+            __m128i v = _mm_loadu_si128((const __m128i *)(units + i));
+            any = _mm_or_si128(any, v);
+            _mm_storel_epi64((__m128i *)(out + i), _mm_packus_epi16(v, v));
+            if (i + 8 == n) {
+                break;
+            }
+        }
+        /* A unit >= 0x80 has a bit of 0xff80 set (the packed bytes are then wrong, and unused). */
+        __m128i high = _mm_and_si128(any, _mm_set1_epi16((short)0xff80));
+        return _mm_movemask_epi8(_mm_cmpeq_epi16(high, _mm_setzero_si128())) == 0xffff;
+    }
+#endif
+    uint16_t tail = 0;
+    for (; i < n; i++) {
+        tail |= units[i];
+        out[i] = (char)units[i];
+    }
+    return tail < 0x80;
+}
+
+/* A string argument as UTF-8. Ids are ASCII, and V8 copies a string out as UTF-16 for a fraction
+ * of the cost of its UTF-8 conversion, so a string is read as UTF-16 first; when it is short
+ * (under STR_STACK code units) and every unit is ASCII, those units are its UTF-8 bytes. Any
+ * other string takes the general path, so every string reads exactly as V8 converts it. */
+static inline bool
+str_get(napi_env env, napi_value v, char *stack, str_arg *out, const char *what)
+{
+    char16_t units[STR_STACK];
+    size_t n = 0;
+    if (napi_get_value_string_utf16(env, v, units, STR_STACK, &n) == napi_ok && n < STR_STACK - 1) {
+        if (ascii_narrow(units, n, stack)) {
+            out->ptr = stack;
+            out->len = n;
+            out->heap = false;
+            return true;
+        }
+    }
+    return str_get_utf8(env, v, stack, out, what);
 }
 
 static inline void
@@ -487,6 +560,7 @@ wrap_engine(napi_env env, entitle_engine *engine)
     h->engine = engine;
     h->shared = s;
     h->watch = NULL;
+    h->owners = 1;
     napi_value out;
     if (napi_create_external(env, h, handle_finalize, NULL, &out) != napi_ok) {
         handle_finalize(env, h, NULL);
@@ -1244,15 +1318,23 @@ js_wait_ready(napi_env env, napi_callback_info info)
  * in a small external) saves the key's UTF-8 copy and its lookup on every call.
  */
 
+/* A feature handle: the resolved key and the engine it was resolved on. */
+typedef struct {
+    handle *owner; /* one of the handle's owners */
+    entitle_feature feature;
+} feature_handle;
+
 static void
 feature_finalize(napi_env env, void *data, void *hint)
 {
     (void)env;
     (void)hint;
-    free(data);
+    feature_handle *fh = data;
+    handle_release(fh->owner);
+    free(fh);
 }
 
-/* featureResolve(h, key) -> an external holding the entitle_feature */
+/* featureResolve(h, key) -> an external holding the feature_handle */
 static napi_value
 js_feature_resolve(napi_env env, napi_callback_info info)
 {
@@ -1260,131 +1342,162 @@ js_feature_resolve(napi_env env, napi_callback_info info)
     if (!args(env, info, 2, argv)) {
         return NULL;
     }
-    entitle_engine *engine = engine_arg(env, argv[0], NULL);
+    handle *h = NULL;
+    entitle_engine *engine = engine_arg(env, argv[0], &h);
     char stack[STR_STACK];
     str_arg key;
     if (engine == NULL || !str_get(env, argv[1], stack, &key, "feature")) {
         return NULL;
     }
-    entitle_feature *f = malloc(sizeof *f);
-    if (f == NULL) {
+    feature_handle *fh = malloc(sizeof *fh);
+    if (fh == NULL) {
         str_done(&key);
         napi_throw_error(env, "ERR_MEMORY_ALLOCATION_FAILED", "out of memory");
         return NULL;
     }
-    entitle_result r = entitle_engine_feature(engine, (const uint8_t *)key.ptr, key.len, f);
+    entitle_result r = entitle_engine_feature(engine, (const uint8_t *)key.ptr, key.len, &fh->feature);
     str_done(&key);
     if (r != ENTITLE_RESULT_OK) {
-        free(f);
+        free(fh);
         return throw_result(env, r);
     }
+    fh->owner = h;
+    h->owners++;
     napi_value out;
-    if (napi_create_external(env, f, feature_finalize, NULL, &out) != napi_ok) {
-        free(f);
+    if (napi_create_external(env, fh, feature_finalize, NULL, &out) != napi_ok) {
+        feature_finalize(env, fh, NULL);
         return NULL;
     }
     return out;
 }
 
-static inline bool
-feature_get(napi_env env, napi_value v, entitle_feature *out)
+/* The feature handle in `v`; throws TypeError when it is none. */
+static inline feature_handle *
+feature_get(napi_env env, napi_value v)
 {
     void *p = NULL;
     if (napi_get_value_external(env, v, &p) != napi_ok || p == NULL) {
         throw_type(env, "expected a Feature");
-        return false;
+        return NULL;
     }
-    *out = *(const entitle_feature *)p;
-    return true;
+    return p;
 }
 
-/* The common prologue: engine, feature handle, customer. */
+/* The common prologue: feature handle (and through it the engine), customer. */
 #define FEATURE_PROLOGUE(n)                                                                       \
     napi_value argv[n];                                                                           \
     size_t argc = n;                                                                              \
     if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {                        \
         return NULL;                                                                              \
     }                                                                                             \
-    entitle_engine *engine = engine_arg(env, argv[0], NULL);                                      \
-    entitle_feature feature;                                                                      \
-    if (engine == NULL || !feature_get(env, argv[1], &feature)) {                                 \
+    feature_handle *fh = feature_get(env, argv[0]);                                               \
+    if (fh == NULL) {                                                                             \
         return NULL;                                                                              \
+    }                                                                                             \
+    entitle_engine *engine = fh->owner->engine;                                                   \
+    if (engine == NULL) {                                                                         \
+        return throw_closed(env);                                                                 \
     }                                                                                             \
     char cbuf[STR_STACK];                                                                         \
     str_arg customer;                                                                             \
-    if (!str_get(env, argv[2], cbuf, &customer, "customer")) {                                    \
+    if (!str_get(env, argv[1], cbuf, &customer, "customer")) {                                    \
         return NULL;                                                                              \
     }
 
-#define FEATURE_ARGS engine, feature, (const uint8_t *)customer.ptr, customer.len
+#define FEATURE_ARGS engine, fh->feature, (const uint8_t *)customer.ptr, customer.len
 
-/* featureEnabled(h, f, customer[, at]) */
+/* featureEnabled(f, customer) */
 static napi_value
 js_feature_enabled(napi_env env, napi_callback_info info)
 {
-    FEATURE_PROLOGUE(4)
-    napi_valuetype type;
-    napi_typeof(env, argv[3], &type);
-    int64_t at = 0;
-    if (type != napi_undefined && !at_get(env, argv[3], &at)) {
-        str_done(&customer);
-        return NULL;
-    }
-    bool b = type == napi_undefined ? entitle_engine_feature_enabled(FEATURE_ARGS)
-                                    : entitle_engine_feature_enabled_at(FEATURE_ARGS, at);
+    FEATURE_PROLOGUE(2)
+    bool b = entitle_engine_feature_enabled(FEATURE_ARGS);
     str_done(&customer);
     return make_bool(env, b);
 }
 
-/* featureLimit(h, f, customer[, at]) */
+/* featureEnabledAt(f, customer, at) */
 static napi_value
-js_feature_limit(napi_env env, napi_callback_info info)
+js_feature_enabled_at(napi_env env, napi_callback_info info)
 {
-    FEATURE_PROLOGUE(4)
-    napi_valuetype type;
-    napi_typeof(env, argv[3], &type);
+    FEATURE_PROLOGUE(3)
     int64_t at = 0;
-    if (type != napi_undefined && !at_get(env, argv[3], &at)) {
+    if (!at_get(env, argv[2], &at)) {
         str_done(&customer);
         return NULL;
     }
-    uint64_t v = type == napi_undefined ? entitle_engine_feature_limit(FEATURE_ARGS)
-                                        : entitle_engine_feature_limit_at(FEATURE_ARGS, at);
+    bool b = entitle_engine_feature_enabled_at(FEATURE_ARGS, at);
+    str_done(&customer);
+    return make_bool(env, b);
+}
+
+/* featureLimit(f, customer) */
+static napi_value
+js_feature_limit(napi_env env, napi_callback_info info)
+{
+    FEATURE_PROLOGUE(2)
+    uint64_t v = entitle_engine_feature_limit(FEATURE_ARGS);
     str_done(&customer);
     return make_number(env, limit_number(v));
 }
 
-/* featureAllows(h, f, customer, usage, requested[, at]) */
+/* featureLimitAt(f, customer, at) */
 static napi_value
-js_feature_allows(napi_env env, napi_callback_info info)
+js_feature_limit_at(napi_env env, napi_callback_info info)
 {
-    FEATURE_PROLOGUE(6)
-    uint64_t usage = 0, requested = 0;
-    napi_valuetype type;
-    napi_typeof(env, argv[5], &type);
+    FEATURE_PROLOGUE(3)
     int64_t at = 0;
-    if (!count_get(env, argv[3], &usage, "usage") ||
-        !count_get(env, argv[4], &requested, "requested") ||
-        (type != napi_undefined && !at_get(env, argv[5], &at))) {
+    if (!at_get(env, argv[2], &at)) {
         str_done(&customer);
         return NULL;
     }
-    bool b = type == napi_undefined
-                 ? entitle_engine_feature_allows(FEATURE_ARGS, usage, requested)
-                 : entitle_engine_feature_allows_at(FEATURE_ARGS, usage, requested, at);
+    uint64_t v = entitle_engine_feature_limit_at(FEATURE_ARGS, at);
+    str_done(&customer);
+    return make_number(env, limit_number(v));
+}
+
+/* featureAllows(f, customer, usage, requested) */
+static napi_value
+js_feature_allows(napi_env env, napi_callback_info info)
+{
+    FEATURE_PROLOGUE(4)
+    uint64_t usage = 0, requested = 0;
+    if (!count_get(env, argv[2], &usage, "usage") ||
+        !count_get(env, argv[3], &requested, "requested")) {
+        str_done(&customer);
+        return NULL;
+    }
+    bool b = entitle_engine_feature_allows(FEATURE_ARGS, usage, requested);
     str_done(&customer);
     return make_bool(env, b);
 }
 
-/* featureCheck(h, f, customer[, at]): the decision into the scratch array, as check() does. */
+/* featureAllowsAt(f, customer, usage, requested, at) */
+static napi_value
+js_feature_allows_at(napi_env env, napi_callback_info info)
+{
+    FEATURE_PROLOGUE(5)
+    uint64_t usage = 0, requested = 0;
+    int64_t at = 0;
+    if (!count_get(env, argv[2], &usage, "usage") ||
+        !count_get(env, argv[3], &requested, "requested") || !at_get(env, argv[4], &at)) {
+        str_done(&customer);
+        return NULL;
+    }
+    bool b = entitle_engine_feature_allows_at(FEATURE_ARGS, usage, requested, at);
+    str_done(&customer);
+    return make_bool(env, b);
+}
+
+/* featureCheck(f, customer[, at]): the decision into the scratch array, as check() does. */
 static napi_value
 js_feature_check(napi_env env, napi_callback_info info)
 {
-    FEATURE_PROLOGUE(4)
+    FEATURE_PROLOGUE(3)
     napi_valuetype type;
-    napi_typeof(env, argv[3], &type);
+    napi_typeof(env, argv[2], &type);
     int64_t at = 0;
-    if (type != napi_undefined && !at_get(env, argv[3], &at)) {
+    if (type != napi_undefined && !at_get(env, argv[2], &at)) {
         str_done(&customer);
         return NULL;
     }
@@ -1459,40 +1572,43 @@ split_ids(const uint8_t *ids, size_t len, const uint32_t *units, size_t count, s
     return pos == len;
 }
 
-/* checkMany(h, f, joinedIds, lengths[, at]) -> Float64Array: one feature for many customers in
+/* checkMany(f, joinedIds, lengths[, at]) -> Float64Array: one feature for many customers in
  * one call. index.js passes the ids joined into one string and each id's length (UTF-16 code
  * units) in a Uint32Array: one UTF-8 copy for the whole batch instead of a property read and a
  * copy per id. */
 static napi_value
 js_check_many(napi_env env, napi_callback_info info)
 {
-    napi_value argv[5];
-    if (!args(env, info, 5, argv)) {
+    napi_value argv[4];
+    if (!args(env, info, 4, argv)) {
         return NULL;
     }
-    entitle_engine *engine = engine_arg(env, argv[0], NULL);
-    entitle_feature feature;
-    if (engine == NULL || !feature_get(env, argv[1], &feature)) {
+    feature_handle *fh = feature_get(env, argv[0]);
+    if (fh == NULL) {
         return NULL;
+    }
+    entitle_engine *engine = fh->owner->engine;
+    if (engine == NULL) {
+        return throw_closed(env);
     }
     napi_typedarray_type ta;
     size_t count = 0;
     void *units = NULL;
     bool is = false;
-    napi_is_typedarray(env, argv[3], &is);
-    if (!is || napi_get_typedarray_info(env, argv[3], &ta, &count, &units, NULL, NULL) != napi_ok ||
+    napi_is_typedarray(env, argv[2], &is);
+    if (!is || napi_get_typedarray_info(env, argv[2], &ta, &count, &units, NULL, NULL) != napi_ok ||
         ta != napi_uint32_array) {
         return throw_type(env, "lengths must be a Uint32Array");
     }
     napi_valuetype type;
-    napi_typeof(env, argv[4], &type);
+    napi_typeof(env, argv[3], &type);
     int64_t at = 0;
-    if (type != napi_undefined && !at_get(env, argv[4], &at)) {
+    if (type != napi_undefined && !at_get(env, argv[3], &at)) {
         return NULL;
     }
     char stack[STR_STACK];
     str_arg ids;
-    if (!str_get(env, argv[2], stack, &ids, "customers")) {
+    if (!str_get(env, argv[1], stack, &ids, "customers")) {
         return NULL;
     }
     size_t *ends = malloc((count + 1) * sizeof *ends);
@@ -1508,9 +1624,9 @@ js_check_many(napi_env env, napi_callback_info info)
     }
     entitle_result r =
         type == napi_undefined
-            ? entitle_engine_check_customers(engine, feature, (const uint8_t *)ids.ptr, ids.len,
+            ? entitle_engine_check_customers(engine, fh->feature, (const uint8_t *)ids.ptr, ids.len,
                                              ends, count, out)
-            : entitle_engine_check_customers_at(engine, feature, (const uint8_t *)ids.ptr,
+            : entitle_engine_check_customers_at(engine, fh->feature, (const uint8_t *)ids.ptr,
                                                 ids.len, ends, count, at, out);
     if (r != ENTITLE_RESULT_OK) {
         throw_result(env, r);
@@ -1554,10 +1670,12 @@ js_check_features(napi_env env, napi_callback_info info)
     }
     for (uint32_t i = 0; i < n; i++) {
         napi_value item;
+        feature_handle *fh;
         if (napi_get_element(env, argv[2], i, &item) != napi_ok ||
-            !feature_get(env, item, &features[i])) {
+            (fh = feature_get(env, item)) == NULL) {
             goto done;
         }
+        features[i] = fh->feature;
     }
     if (!str_get(env, argv[1], cbuf, &customer, "customer")) {
         goto done;
@@ -1853,8 +1971,11 @@ NAPI_MODULE_INIT()
         {"unwatch", js_unwatch},
         {"featureResolve", js_feature_resolve},
         {"featureEnabled", js_feature_enabled},
+        {"featureEnabledAt", js_feature_enabled_at},
         {"featureLimit", js_feature_limit},
+        {"featureLimitAt", js_feature_limit_at},
         {"featureAllows", js_feature_allows},
+        {"featureAllowsAt", js_feature_allows_at},
         {"featureCheck", js_feature_check},
         {"checkMany", js_check_many},
         {"checkFeatures", js_check_features},

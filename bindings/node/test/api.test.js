@@ -78,6 +78,42 @@ test('lookups: flags, limits, unlimited, unknowns, allows with defaults and bigi
   assert.equal(other.enabled('顧客😀', 'sso'), true);
 });
 
+test('ids read exactly: one non-ASCII unit anywhere, lookalikes, lengths around the copy buffer', (t) => {
+  // An id with one non-ASCII character at every position and of many lengths, next to the id
+  // with that character's low byte (Ŵ is U+0174, whose low byte is "t"): only the exact id matches.
+  const ids = [];
+  for (const len of [1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 253, 254, 255, 256, 300]) {
+    for (const at of new Set([0, 1, len >> 1, len - 2, len - 1])) {
+      if (at < 0 || at >= len) continue;
+      for (const ch of ['\u0174', '\u00e9', '\u0080', '\ud83d\ude00']) {
+        ids.push('a'.repeat(at) + ch + 'b'.repeat(len - at - 1));
+      }
+    }
+    ids.push('c'.repeat(len));
+  }
+  const engine = closing(t, Engine.fromCatalog({
+    features: [{ key: 'sso', type: 'flag', default: false }],
+    customers: ids.map((id) => ({ id, overrides: { sso: true } })),
+  }));
+  const lowByte = (id) => Array.from(id, (ch) => String.fromCharCode(ch.charCodeAt(0) & 0x7f)).join('');
+  for (const id of ids) {
+    assert.equal(engine.enabled(id, 'sso'), true, JSON.stringify(id));
+    assert.equal(engine.check(id, 'sso').reason, 'override', JSON.stringify(id));
+    if (lowByte(id) !== id && !ids.includes(lowByte(id))) {
+      assert.equal(engine.enabled(lowByte(id), 'sso'), false, JSON.stringify(lowByte(id)));
+    }
+  }
+  assert.equal(engine.enabled('c'.repeat(255) + 'x', 'sso'), false);
+  assert.equal(engine.feature('sso').enabled('c'.repeat(300)), true);
+  // A lone surrogate reads as U+FFFD, on the fast path's neighbours as on the general path.
+  const lone = closing(t, Engine.fromCatalog({
+    features: [{ key: 'sso', type: 'flag', default: false }],
+    customers: [{ id: 'ab\ufffdcdefghij', overrides: { sso: true } }],
+  }));
+  assert.equal(lone.enabled('ab\ud800cdefghij', 'sso'), true);
+  assert.equal(lone.enabled('ab\udc00cdefghij', 'sso'), true);
+});
+
 test('`at` as unix seconds or a Date', (t) => {
   const engine = closing(t, Engine.fromCatalog(catalog()));
   // cus_cancelling's subscription ends at AT + 3600.
