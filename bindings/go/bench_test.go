@@ -144,7 +144,7 @@ func BenchmarkEnabled(b *testing.B) {
 			}
 		}
 	})
-	// What the count of calls in flight (which makes Close safe during calls) costs.
+	// What the guard that makes Close safe during lookups costs.
 	b.Run("hot_unguarded", func(b *testing.B) {
 		defer cpuPerOp(b)()
 		for b.Loop() {

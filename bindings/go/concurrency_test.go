@@ -102,6 +102,10 @@ func TestCloseRacingReaders(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		sso, err := e.Feature("sso")
+		if err != nil {
+			t.Fatal(err)
+		}
 		var started sync.WaitGroup
 		var wg sync.WaitGroup
 		bad := make(chan string, readers)
@@ -113,7 +117,7 @@ func TestCloseRacingReaders(t *testing.T) {
 				first := true
 				for {
 					var closed bool
-					switch g % 5 {
+					switch g % 7 {
 					case 0:
 						closed = !e.Enabled("cus_pro", "sso")
 					case 1:
@@ -129,6 +133,10 @@ func TestCloseRacingReaders(t *testing.T) {
 						closed = e.Entitlements("cus_pro") == nil
 					case 4:
 						closed = e.Replace(s.v1) != nil
+					case 5:
+						closed = !sso.Enabled("cus_pro")
+					case 6:
+						closed = sso.Check("cus_pro").Reason == entitle.ReasonClosed
 					}
 					if first {
 						started.Done()
