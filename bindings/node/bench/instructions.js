@@ -32,7 +32,6 @@ const map = new Map([['cus_0000000042', true]]);
 // A string built at run time (not a literal), as ids read from a request are.
 const c = ['cus', '0000000042'].join('_');
 const f = ['s', 'so'].join('');
-const ids = Array.from({ length: 1000 }, () => c);
 
 const ROWS = {
   loop: () => true,

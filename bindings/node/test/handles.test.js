@@ -120,3 +120,45 @@ test('handles stay correct when the feature list changes; errors', (t) => {
   assert.throws(() => projects.enabled('cus_pro'), ClosedError);
   assert.throws(() => engine.feature('sso'), ClosedError);
 });
+
+test('lookups by key stay right while the feature list changes under them', (t) => {
+  const dir = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'entitle-node-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = (name, features) => {
+    const p = path.join(dir, name);
+    fs.writeFileSync(p, JSON.stringify({
+      features,
+      customers: [{ id: 'cus_1', overrides: Object.fromEntries(features.map((f) => [f.key, f.key === 'sso' ? true : 9])) }],
+    }));
+    return p;
+  };
+  const both = [{ key: 'sso', type: 'flag', default: false }, { key: 'projects', type: 'limit', default: 3 }];
+  const engine = Engine.fromFile(file('a.json', both));
+  t.after(() => engine.close());
+  for (let i = 0; i < 3; i++) { // the first call by key, then the calls through the kept handle
+    assert.equal(engine.enabled('cus_1', 'sso'), true);
+    assert.equal(engine.limit('cus_1', 'projects'), 9);
+    assert.equal(engine.allows('cus_1', 'projects', 8, { requested: 2 }), false);
+    assert.equal(engine.check('cus_1', 'projects').reason, 'override');
+    assert.equal(engine.enabled('cus_1', 'nope'), false);
+    assert.equal(engine.check('cus_1', 'nope').reason, 'feature_not_found');
+  }
+  // Reordered, then one removed, then back: every answer follows the content.
+  engine.replaceFile(file('b.json', [both[1], both[0]]));
+  assert.equal(engine.enabled('cus_1', 'sso'), true);
+  assert.equal(engine.limit('cus_1', 'projects'), 9);
+  engine.replaceFile(file('c.json', [both[1]]));
+  for (let i = 0; i < 2; i++) {
+    assert.equal(engine.enabled('cus_1', 'sso'), false);
+    assert.equal(engine.check('cus_1', 'sso').reason, 'feature_not_found');
+    assert.equal(engine.limit('cus_1', 'projects'), 9);
+  }
+  engine.replaceFile(file('d.json', both));
+  assert.equal(engine.enabled('cus_1', 'sso'), true);
+  assert.equal(engine.check('cus_1', 'sso').featureType, 'flag');
+  // Wrong types still throw as they did, on either path.
+  assert.throws(() => engine.enabled(42, 'sso'), TypeError);
+  assert.throws(() => engine.enabled('cus_1', 42), TypeError);
+  engine.close();
+  assert.throws(() => engine.enabled('cus_1', 'sso'), ClosedError);
+});
