@@ -264,6 +264,37 @@ pub unsafe extern "C" fn entitle_engine_free(engine: *mut entitle_engine) {
     });
 }
 
+/// Checks the arguments of a by-key lookup and evaluates it with `eval`; misuse (`engine` NULL, a
+/// string NULL with a non-zero length, a length above `PTRDIFF_MAX`) and panics answer `misuse`.
+///
+/// # Safety
+/// `engine` must be NULL or a live engine; `customer` / `feature` readable for their lengths.
+#[inline(always)]
+unsafe fn lookup<T: Copy>(
+    engine: *const entitle_engine,
+    customer: *const u8,
+    customer_len: usize,
+    feature: *const u8,
+    feature_len: usize,
+    misuse: T,
+    eval: impl FnOnce(&Engine, &[u8], &[u8]) -> T,
+) -> T {
+    guard_value(misuse, || {
+        // SAFETY: the caller guarantees a live engine (or NULL) and readable strings.
+        let args = unsafe {
+            (
+                engine_ref(engine),
+                bytes(customer, customer_len),
+                bytes(feature, feature_len),
+            )
+        };
+        match args {
+            (Some(e), Some(c), Some(f)) => eval(e, c, f),
+            _ => misuse,
+        }
+    })
+}
+
 /// Whether `customer` may use `feature` now (SPEC 2.6): a flag's value; for a limit, unlimited or
 /// greater than 0.
 ///
@@ -286,20 +317,18 @@ pub unsafe extern "C" fn entitle_engine_enabled(
     feature: *const u8,
     feature_len: usize,
 ) -> bool {
-    guard_value(false, || {
-        // SAFETY: the caller guarantees a live engine (or NULL) and readable strings.
-        let args = unsafe {
-            (
-                engine_ref(engine),
-                bytes(customer, customer_len),
-                bytes(feature, feature_len),
-            )
-        };
-        match args {
-            (Some(e), Some(c), Some(f)) => e.enabled(c, f),
-            _ => false,
-        }
-    })
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        lookup(
+            engine,
+            customer,
+            customer_len,
+            feature,
+            feature_len,
+            false,
+            |e, c, f| e.enabled(c, f),
+        )
+    }
 }
 
 /// Like `entitle_engine_enabled`, evaluated at unix time `at` (seconds) instead of now.
@@ -315,24 +344,22 @@ pub unsafe extern "C" fn entitle_engine_enabled_at(
     feature_len: usize,
     at: i64,
 ) -> bool {
-    guard_value(false, || {
-        // SAFETY: the caller guarantees a live engine (or NULL) and readable strings.
-        let args = unsafe {
-            (
-                engine_ref(engine),
-                bytes(customer, customer_len),
-                bytes(feature, feature_len),
-            )
-        };
-        match args {
-            (Some(e), Some(c), Some(f)) => e.check_at(c, f, at).enabled(),
-            _ => false,
-        }
-    })
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        lookup(
+            engine,
+            customer,
+            customer_len,
+            feature,
+            feature_len,
+            false,
+            |e, c, f| e.check_at(c, f, at).enabled(),
+        )
+    }
 }
 
 #[inline(always)]
-fn limit_number(l: Option<Limit>) -> u64 {
+pub(crate) fn limit_number(l: Option<Limit>) -> u64 {
     match l {
         Some(Limit::Finite(n)) => n,
         Some(Limit::Unlimited) => ENTITLE_UNLIMITED,
@@ -358,20 +385,18 @@ pub unsafe extern "C" fn entitle_engine_limit(
     feature: *const u8,
     feature_len: usize,
 ) -> u64 {
-    guard_value(0, || {
-        // SAFETY: the caller guarantees a live engine (or NULL) and readable strings.
-        let args = unsafe {
-            (
-                engine_ref(engine),
-                bytes(customer, customer_len),
-                bytes(feature, feature_len),
-            )
-        };
-        match args {
-            (Some(e), Some(c), Some(f)) => limit_number(e.check(c, f).limit()),
-            _ => 0,
-        }
-    })
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        lookup(
+            engine,
+            customer,
+            customer_len,
+            feature,
+            feature_len,
+            0,
+            |e, c, f| limit_number(e.check(c, f).limit()),
+        )
+    }
 }
 
 /// Like `entitle_engine_limit`, evaluated at unix time `at` (seconds) instead of now.
@@ -387,20 +412,18 @@ pub unsafe extern "C" fn entitle_engine_limit_at(
     feature_len: usize,
     at: i64,
 ) -> u64 {
-    guard_value(0, || {
-        // SAFETY: the caller guarantees a live engine (or NULL) and readable strings.
-        let args = unsafe {
-            (
-                engine_ref(engine),
-                bytes(customer, customer_len),
-                bytes(feature, feature_len),
-            )
-        };
-        match args {
-            (Some(e), Some(c), Some(f)) => limit_number(e.check_at(c, f, at).limit()),
-            _ => 0,
-        }
-    })
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        lookup(
+            engine,
+            customer,
+            customer_len,
+            feature,
+            feature_len,
+            0,
+            |e, c, f| limit_number(e.check_at(c, f, at).limit()),
+        )
+    }
 }
 
 /// Whether `customer` may use `requested` more of `feature` on top of `usage` now (SPEC 2.7): a flag
@@ -423,20 +446,18 @@ pub unsafe extern "C" fn entitle_engine_allows(
     usage: u64,
     requested: u64,
 ) -> bool {
-    guard_value(false, || {
-        // SAFETY: the caller guarantees a live engine (or NULL) and readable strings.
-        let args = unsafe {
-            (
-                engine_ref(engine),
-                bytes(customer, customer_len),
-                bytes(feature, feature_len),
-            )
-        };
-        match args {
-            (Some(e), Some(c), Some(f)) => e.allows(c, f, usage, requested),
-            _ => false,
-        }
-    })
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        lookup(
+            engine,
+            customer,
+            customer_len,
+            feature,
+            feature_len,
+            false,
+            |e, c, f| e.allows(c, f, usage, requested),
+        )
+    }
 }
 
 /// Like `entitle_engine_allows`, evaluated at unix time `at` (seconds) instead of now.
@@ -454,20 +475,18 @@ pub unsafe extern "C" fn entitle_engine_allows_at(
     requested: u64,
     at: i64,
 ) -> bool {
-    guard_value(false, || {
-        // SAFETY: the caller guarantees a live engine (or NULL) and readable strings.
-        let args = unsafe {
-            (
-                engine_ref(engine),
-                bytes(customer, customer_len),
-                bytes(feature, feature_len),
-            )
-        };
-        match args {
-            (Some(e), Some(c), Some(f)) => e.check_at(c, f, at).allows(usage, requested),
-            _ => false,
-        }
-    })
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        lookup(
+            engine,
+            customer,
+            customer_len,
+            feature,
+            feature_len,
+            false,
+            |e, c, f| e.check_at(c, f, at).allows(usage, requested),
+        )
+    }
 }
 
 /// Checks the arguments of `entitle_engine_check*`, evaluates with `eval`, and writes the decision.

@@ -1,9 +1,9 @@
 //! Feature handles and batched lookups: a feature key resolved once into a plain value, lookups
 //! through it, and calls that answer many customers or many features at once.
 
-use entitle_core::{Decision, Engine, Error, FeatureHandle, Limit, PackedIds, Reason};
+use entitle_core::{Decision, Engine, Error, FeatureHandle, PackedIds, Reason};
 
-use crate::engine::{engine_arg, engine_ref, entitle_decision, entitle_engine, ENTITLE_UNLIMITED};
+use crate::engine::{engine_arg, engine_ref, entitle_decision, entitle_engine, limit_number};
 use crate::error::{entitle_result, guard, guard_value, Failure};
 use crate::input::{arg_bytes, arg_str, bytes, utf8};
 
@@ -104,15 +104,6 @@ where
             _ => misuse,
         }
     })
-}
-
-#[inline(always)]
-fn limit_number(l: Option<Limit>) -> u64 {
-    match l {
-        Some(Limit::Finite(n)) => n,
-        Some(Limit::Unlimited) => ENTITLE_UNLIMITED,
-        None => 0,
-    }
 }
 
 /// Like `entitle_engine_enabled`, for the feature of a handle: whether `customer` may use it now.
