@@ -402,19 +402,9 @@ impl View {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::{diff, BuildOptions, Catalog, Snapshot};
+    use crate::diff;
 
-    fn snapshot(json: &str, version: u64) -> Snapshot {
-        let c = Catalog::from_json(json.as_bytes()).unwrap();
-        Snapshot::build(
-            &c,
-            BuildOptions {
-                version,
-                created_at: 0,
-            },
-        )
-        .unwrap()
-    }
+    use crate::catalog::test_snapshot as snapshot;
 
     #[test]
     fn batches_answer_as_single_lookups_including_overlay_and_unknown_customers() {

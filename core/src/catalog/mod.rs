@@ -202,3 +202,19 @@ impl Catalog {
         index.get(id).map(|&i| &self.customers[i])
     }
 }
+
+/// Compiles a catalog JSON document into a snapshot of `version`, created at 0: the fixture the
+/// core's unit tests share.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn test_snapshot(json: &str, version: u64) -> crate::snapshot::Snapshot {
+    let c = Catalog::from_json(json.as_bytes()).unwrap();
+    crate::snapshot::Snapshot::build(
+        &c,
+        crate::snapshot::BuildOptions {
+            version,
+            created_at: 0,
+        },
+    )
+    .unwrap()
+}

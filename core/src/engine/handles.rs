@@ -93,19 +93,9 @@ impl Engine {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::{BuildOptions, Catalog, Reason, Snapshot};
+    use crate::Reason;
 
-    fn snapshot(json: &str, version: u64) -> Snapshot {
-        let c = Catalog::from_json(json.as_bytes()).unwrap();
-        Snapshot::build(
-            &c,
-            BuildOptions {
-                version,
-                created_at: 0,
-            },
-        )
-        .unwrap()
-    }
+    use crate::catalog::test_snapshot as snapshot;
 
     #[test]
     fn handles_follow_their_key_across_swaps_and_never_answer_for_another_feature() {
