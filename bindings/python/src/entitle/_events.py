@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
+import os
 import threading
 import weakref
 from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
@@ -92,9 +93,11 @@ class Listener:
         self._seq = 0
         self._failures = 0
         self._thread: Optional[threading.Thread] = None
+        self._pid = 0
         self._start()
 
     def _start(self) -> None:
+        self._pid = os.getpid()
         self._thread = threading.Thread(target=self._run, name="entitle-events", daemon=True)
         self._thread.start()
 
@@ -122,6 +125,9 @@ class Listener:
 
     def join(self, timeout: float) -> None:
         thread = self._thread
+        if self._pid != os.getpid():
+            # A child forked without the hook: the thread is the parent's and will never end here.
+            return
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
