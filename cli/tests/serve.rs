@@ -112,7 +112,10 @@ fn serve_reports_health_metrics_and_access_log() {
     assert_eq!(h.json()["version"], 1);
     assert_eq!(h.json()["state_version"], 1);
 
-    assert_eq!(server.get("/manifest.json", &auth).status, 200);
+    let manifest = server.get("/manifest.json", &auth);
+    assert_eq!(manifest.status, 200);
+    let state = server.get("/v1/customers/cus_a/state", &auth);
+    assert_eq!(state.status, 200);
     assert_eq!(server.get("/nope", &auth).status, 404);
     let m = server.get("/metrics", &auth);
     assert_eq!(m.status, 200);
@@ -137,17 +140,100 @@ fn serve_reports_health_metrics_and_access_log() {
         assert!(text.contains(needle), "{needle} in\n{text}");
     }
 
+    let mut logged = Vec::new();
     let line = eventually("an access log line for /nope", || {
-        server
-            .stderr()
-            .try_iter()
-            .find(|l| l.contains("/nope"))
-            .map(|l| serde_json::from_str::<Value>(&l).unwrap())
+        logged.extend(
+            server
+                .stderr()
+                .try_iter()
+                .map(|l| serde_json::from_str::<Value>(&l).unwrap()),
+        );
+        logged.iter().find(|l| l["path"] == "/nope").cloned()
     });
     assert_eq!(line["method"], "GET");
     assert_eq!(line["status"], 404);
+    assert_eq!(line["bytes"], "not found\n".len());
     assert!(line["remote"].as_str().unwrap().starts_with("127.0.0.1:"));
     assert!(line["ms"].is_number() && line["time"].is_number());
+
+    // Every body is counted, whether the handler declared its length or not.
+    let bytes_of = |path: &str| {
+        logged
+            .iter()
+            .find(|l| l["path"] == path && l["status"] == 200)
+            .unwrap_or_else(|| panic!("an access log line for {path} in {logged:?}"))["bytes"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(bytes_of("/manifest.json"), manifest.body.len() as u64);
+    assert_eq!(
+        bytes_of("/v1/customers/cus_a/state"),
+        state.body.len() as u64
+    );
+    let counted = server.metric("entitle_edge_response_bytes_total", &auth);
+    assert!(
+        counted >= (manifest.body.len() + state.body.len() + text.len()) as f64,
+        "{counted} bytes counted"
+    );
+    let head = http(&server.addr, "HEAD", "/manifest.json", &auth);
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    let line = eventually("an access log line for HEAD", || {
+        server
+            .stderr()
+            .try_iter()
+            .find(|l| l.contains("\"HEAD\""))
+            .map(|l| serde_json::from_str::<Value>(&l).unwrap())
+    });
+    assert_eq!(line["bytes"], 0, "HEAD sends no body");
+}
+
+#[test]
+fn bearer_tokens_are_checked_by_the_header_alone() {
+    let dir = TempDir::new("cli-serve");
+    let edge = dir.path("edge");
+    ok(&["publish", &catalog(&dir, "c1.json", 10), "--edge", &edge]);
+    let token = dir.path("token");
+    std::fs::write(&token, "t0ken").unwrap();
+    let server = Server::start(Some(&edge), &["--token-file", &token]);
+    // The scheme is case-insensitive (RFC 9110, section 11.1); the token is not.
+    for good in [
+        "Bearer t0ken",
+        "bearer t0ken",
+        "BEARER t0ken",
+        "Bearer  t0ken ",
+    ] {
+        let r = server.get("/manifest.json", &[("Authorization", good)]);
+        assert_eq!(r.status, 200, "{good}");
+    }
+    for bad in [
+        "Bearer T0KEN",
+        "Bearer t0ke",
+        "Bearer t0ken0",
+        "Bearer ",
+        "Bearer",
+        "Bearert0ken",
+        "Basic t0ken",
+        "t0ken",
+    ] {
+        let r = server.get("/manifest.json", &[("Authorization", bad)]);
+        assert_eq!(r.status, 401, "{bad}");
+        assert!(r.header("www-authenticate").is_some());
+    }
+    assert_eq!(server.get("/manifest.json?token=t0ken", &[]).status, 401);
+    assert_eq!(
+        server
+            .get(
+                "/manifest.json",
+                &[
+                    ("Authorization", "Bearer nope"),
+                    ("Authorization", "Bearer t0ken")
+                ]
+            )
+            .status,
+        401,
+        "only the first Authorization field counts"
+    );
 }
 
 #[test]

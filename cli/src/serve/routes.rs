@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use axum::body::{Body, Bytes};
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -80,13 +80,15 @@ pub fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
     diff == 0
 }
 
-/// Whether `headers` carry `Authorization: Bearer <token>` (always true without a token).
+/// Whether `headers` carry `Authorization: Bearer <token>` (always true without a token). The
+/// scheme is matched without regard to case, as HTTP defines it; the token exactly.
 pub fn authorized(headers: &HeaderMap, token: Option<&[u8]>) -> bool {
     let Some(token) = token else { return true };
     let given = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-        .unwrap_or(b"");
+        .and_then(|v| v.as_bytes().split_at_checked(7))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case(b"Bearer "))
+        .map_or(&b""[..], |(_, credentials)| credentials);
     constant_time_eq(given.trim_ascii(), token)
 }
 
@@ -135,15 +137,7 @@ async fn guard(State(edge): State<Arc<Edge>>, req: Request, next: Next) -> Respo
         next.run(req).await
     };
     let status = response.status().as_u16();
-    let bytes = if method == Method::HEAD {
-        0
-    } else {
-        response
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse().ok())
-            .unwrap_or(0)
-    };
+    let bytes = body_bytes(&method, &response);
     edge.metrics.record(status, bytes);
     if edge.access_log {
         let time = UNIX_EPOCH.elapsed().map_or(0.0, |d| d.as_secs_f64());
@@ -159,6 +153,21 @@ async fn guard(State(edge): State<Arc<Edge>>, req: Request, next: Next) -> Respo
         eprintln!("{line}");
     }
     response
+}
+
+/// The body bytes a response sends: none for `HEAD`; otherwise its declared `Content-Length` (a
+/// streamed artifact), or the exact size of a body held in memory, which is only measured when
+/// hyper writes the head and so is not in the headers yet.
+fn body_bytes(method: &Method, response: &Response) -> u64 {
+    if *method == Method::HEAD {
+        return 0;
+    }
+    response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .or_else(|| response.body().size_hint().exact())
+        .unwrap_or(0)
 }
 
 async fn not_found() -> Response {
