@@ -723,6 +723,83 @@ fn idle_and_slowloris_connections_do_not_lock_out_clients() {
 }
 
 #[test]
+fn a_client_that_stops_reading_is_cut_off() {
+    let dir = TempDir::new("cli-serve");
+    let edge = dir.path("edge");
+    ok(&["publish", &catalog(&dir, "c1.json", 10), "--edge", &edge]);
+    // Larger than every socket buffer between the server and this client (a sparse file).
+    let size = 64u64 << 20;
+    std::fs::create_dir_all(dir.path("edge/deltas")).unwrap();
+    std::fs::File::create(dir.path("edge/deltas/big.delta"))
+        .unwrap()
+        .set_len(size)
+        .unwrap();
+    // No token: the client's request makes its connection trusted, so only the write deadline
+    // can free it.
+    let server = Server::start(Some(&edge), &["--write-timeout", "2"]);
+    let mut s = TcpStream::connect(&server.addr).unwrap();
+    s.write_all(b"GET /deltas/big.delta HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let start = Instant::now();
+    eventually("the stalled connection to be closed", || {
+        (server.metric("entitle_edge_connections_write_timeouts_total", &[]) == 1.0).then_some(())
+    });
+    assert!(
+        start.elapsed() >= Duration::from_millis(900),
+        "not before the deadline"
+    );
+    // What was sent before the deadline arrives; the rest never does.
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = 0u64;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n as u64,
+        }
+    }
+    assert!(got > 0 && got < size, "{got} of {size} bytes");
+    eventually("the connection to be gone", || {
+        (server.metric("entitle_edge_connections", &[]) == 1.0).then_some(())
+    });
+
+    // A client that reads, even slowly, is never cut off; nor is a held long-poll, which writes
+    // nothing while it waits.
+    let etag = server
+        .get("/manifest.json", &[])
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    let held = http(
+        &server.addr,
+        "GET",
+        "/manifest.json?wait=3",
+        &[("If-None-Match", &etag)],
+    );
+    assert_eq!(held.status, 304);
+    let mut s = TcpStream::connect(&server.addr).unwrap();
+    s.write_all(b"GET /deltas/big.delta HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    // A megabyte every 250 ms for longer than the deadline (the socket buffers hold several: the
+    // server keeps waiting to write, but its writes progress within the deadline).
+    let mut got = 0u64;
+    for _ in 0..12 {
+        std::thread::sleep(Duration::from_millis(250));
+        let mut step = vec![0u8; 1 << 20];
+        s.read_exact(&mut step).unwrap();
+        got += step.len() as u64;
+    }
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    got += rest.len() as u64;
+    assert!(got > size, "the whole body and its head: {got}");
+    assert_eq!(
+        server.metric("entitle_edge_connections_write_timeouts_total", &[]),
+        1.0
+    );
+}
+
+#[test]
 fn a_head_that_takes_too_long_is_cut_off() {
     let dir = TempDir::new("cli-serve");
     let edge = dir.path("edge");

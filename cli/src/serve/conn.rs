@@ -6,6 +6,10 @@
 //! - a request head must arrive whole within [`Limits::header_timeout`] (one deadline for the whole
 //!   head, not per read; it also bounds how long a keep-alive connection may sit idle between
 //!   requests), and is at most [`Limits::max_head_bytes`] bytes and [`Limits::max_headers`] headers;
+//! - a response must make progress: a connection whose socket accepts no bytes for
+//!   [`Limits::write_timeout`] (a client that stopped reading) is closed, like nginx's
+//!   `send_timeout`; a request still being worked on (a held long-poll) writes nothing and is not
+//!   affected;
 //! - a connection is *pending* until it sends a request the application trusts (for the edge: one
 //!   that carries the token). At most [`Limits::max_pending`] connections are pending; beyond that,
 //!   or when all [`Limits::max_connections`] are taken, the oldest pending connection is closed to
@@ -17,17 +21,23 @@
 //! still open after [`Limits::shutdown_timeout`] is dropped.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
+use tokio::time::Sleep;
 use tower::ServiceExt;
 
 /// Bounds on what connections may hold.
@@ -43,6 +53,8 @@ pub struct Limits {
     pub max_head_bytes: usize,
     /// Most header fields in a request head.
     pub max_headers: usize,
+    /// How long a response may wait for the socket to accept more bytes.
+    pub write_timeout: Duration,
     /// How long shutdown waits for connections to finish.
     pub shutdown_timeout: Duration,
 }
@@ -55,6 +67,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             max_head_bytes: 16 * 1024,
             max_headers: 64,
+            write_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(5),
         }
     }
@@ -75,6 +88,8 @@ pub struct ConnStats {
     pub refused: AtomicU64,
     /// Accept calls that failed (for example when out of file descriptors).
     pub accept_errors: AtomicU64,
+    /// Connections closed because the client stopped reading a response.
+    pub write_timeouts: AtomicU64,
 }
 
 /// The peer address of the connection a request arrived on (a request extension).
@@ -188,7 +203,7 @@ pub async fn run(
             id
         };
         tokio::spawn(connection(
-            stream,
+            WriteDeadline::new(stream, limits.write_timeout, Arc::clone(&shared.stats)),
             Peer(peer),
             id,
             close,
@@ -219,7 +234,7 @@ pub async fn wait_true(flag: &mut watch::Receiver<bool>) {
 
 #[allow(clippy::too_many_arguments)]
 async fn connection(
-    stream: TcpStream,
+    stream: WriteDeadline,
     peer: Peer,
     id: u64,
     close: Arc<Notify>,
@@ -261,5 +276,98 @@ async fn connection(
     }
     if shared.stats.open.fetch_sub(1, Ordering::AcqRel) == 1 {
         shared.all_closed.notify_waiters();
+    }
+}
+
+/// A connection's socket whose writes fail with `TimedOut` once it has accepted no bytes for the
+/// deadline (the client stopped reading). Only a write that is waiting counts: a connection with
+/// nothing to send is never timed out here.
+pub struct WriteDeadline {
+    io: TcpStream,
+    timeout: Duration,
+    /// Armed while a write waits for the socket; disarmed by any progress.
+    stalled: Option<Pin<Box<Sleep>>>,
+    stats: Arc<ConnStats>,
+}
+
+impl WriteDeadline {
+    fn new(io: TcpStream, timeout: Duration, stats: Arc<ConnStats>) -> WriteDeadline {
+        WriteDeadline {
+            io,
+            timeout,
+            stalled: None,
+            stats,
+        }
+    }
+
+    /// Passes a write's outcome through, keeping the deadline: progress disarms it, waiting arms
+    /// it (once) and fails when it has passed.
+    fn deadline<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let timeout = self.timeout;
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.stats.write_timeouts.fetch_add(1, Ordering::Relaxed);
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client stopped reading the response",
+                )))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncRead for WriteDeadline {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for WriteDeadline {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.deadline(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.deadline(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.io).poll_flush(cx);
+        self.deadline(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.io).poll_shutdown(cx);
+        self.deadline(cx, poll)
     }
 }

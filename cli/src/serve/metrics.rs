@@ -85,6 +85,12 @@ impl Metrics {
             load(&conns.refused),
         );
         metric(
+            "entitle_edge_connections_write_timeouts_total",
+            "counter",
+            "Connections closed because the client stopped reading a response.",
+            load(&conns.write_timeouts),
+        );
+        metric(
             "entitle_edge_accept_errors_total",
             "counter",
             "Failed accepts (for example out of file descriptors).",

@@ -67,6 +67,9 @@ pub struct Args {
     /// Seconds a client has to send a whole request head (also the keep-alive idle limit).
     #[arg(long, default_value_t = 10.0)]
     pub header_timeout: f64,
+    /// Seconds a response may wait for the client to read more before the connection is closed.
+    #[arg(long, default_value_t = 30.0)]
+    pub write_timeout: f64,
     /// Seconds SIGTERM waits for connections to finish before exiting.
     #[arg(long, default_value_t = 5.0)]
     pub shutdown_timeout: f64,
@@ -163,6 +166,7 @@ pub fn run(args: Args) -> Result<(), String> {
         max_connections: args.max_connections.max(1),
         max_pending: args.max_pending.max(1),
         header_timeout: seconds(args.header_timeout, "--header-timeout")?,
+        write_timeout: seconds(args.write_timeout, "--write-timeout")?,
         shutdown_timeout: seconds(args.shutdown_timeout, "--shutdown-timeout")?,
         ..Limits::default()
     };
