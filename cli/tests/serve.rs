@@ -1,7 +1,8 @@
 //! `entitle serve` as an edge server: refusing links, dotfiles and special files; health, metrics and
-//! the access log; graceful SIGTERM; token files; the customer-state API (against `entitle check`,
-//! and chained through `--upstream`); and, run by scripts/test-edge.sh, idle and slowloris
-//! connections that must not keep an authorized client waiting.
+//! the access log; bearer tokens and token files; graceful SIGTERM; the customer-state API (against
+//! `entitle check`, and chained through `--upstream`); clients that stop reading; running out of
+//! descriptors; and, run by scripts/test-edge.sh, idle and slowloris connections that must not keep
+//! an authorized client waiting.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,7 +14,8 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::{
-    entitle, eventually, example, http, limit_catalog as catalog, ok_json as ok, Server, TempDir,
+    address, entitle, eventually, example, http, limit_catalog as catalog, ok_json as ok, Running,
+    Server, TempDir,
 };
 use serde_json::Value;
 
@@ -797,6 +799,112 @@ fn a_client_that_stops_reading_is_cut_off() {
         server.metric("entitle_edge_connections_write_timeouts_total", &[]),
         1.0
     );
+}
+
+/// How many of the descriptor numbers below `limit` process `pid` has in use (an inherited
+/// descriptor may sit above the limit).
+#[cfg(target_os = "linux")]
+fn descriptors_in_use(pid: u32, limit: usize) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<usize>().ok())
+        .filter(|&fd| fd < limit)
+        .count()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn running_out_of_descriptors_does_not_lose_the_manifest() {
+    const LIMIT: usize = 64;
+    let dir = TempDir::new("cli-serve");
+    let edge = dir.path("edge");
+    let published = ok(&["publish", &catalog(&dir, "c1.json", 10), "--edge", &edge]);
+    // The server with a descriptor table small enough to fill with idle connections.
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        &format!("ulimit -n {LIMIT} && exec \"$0\" \"$@\""),
+        env!("CARGO_BIN_EXE_entitle"),
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        &edge,
+        "--max-pending",
+        "1000",
+    ])
+    .stderr(std::process::Stdio::null());
+    let process = Running::spawn(cmd);
+    let server = Server {
+        addr: address(&process.line()),
+        process,
+    };
+    let pid = server.process.child.id();
+    let etag = server
+        .get("/manifest.json", &[])
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    let addr = server.addr.clone();
+    let held = std::thread::spawn(move || {
+        http(
+            &addr,
+            "GET",
+            "/manifest.json?wait=25",
+            &[("If-None-Match", &etag)],
+        )
+    });
+    eventually("the long-poll to be held", || {
+        (server.metric("entitle_edge_long_polls", &[]) == 1.0).then_some(())
+    });
+
+    // A connection accepted before the descriptors run out, to ask for a file afterwards.
+    let mut early = TcpStream::connect(&server.addr).unwrap();
+    let mut idle = Vec::new();
+    while descriptors_in_use(pid, LIMIT) < LIMIT {
+        assert!(
+            idle.len() < 2 * LIMIT,
+            "the server's descriptors never ran out"
+        );
+        idle.push(TcpStream::connect(&server.addr).unwrap());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // A few more wait to be accepted, taking every descriptor that comes free.
+    for _ in 0..4 {
+        idle.push(TcpStream::connect(&server.addr).unwrap());
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    // A publish while the server cannot open a file: it keeps the manifest it has...
+    ok(&["publish", &catalog(&dir, "c2.json", 20), "--edge", &edge]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(descriptors_in_use(pid, LIMIT), LIMIT);
+    // A file that cannot be opened for now is not reported missing.
+    early
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    early
+        .write_all(
+            format!(
+                "GET /{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                published["snapshot"].as_str().unwrap()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let mut raw = Vec::new();
+    early.read_to_end(&mut raw).unwrap();
+    let r = common::parse_response(&raw);
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    // ...and reads the new one once descriptors are free again.
+    drop(idle);
+    let r = held.join().unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["version"], 2);
+    let state = eventually("the state API at version 2", || {
+        let r = server.get("/v1/customers/cus_a/state", &[]);
+        (r.header("entitle-version") == Some("2")).then_some(r)
+    });
+    assert_eq!(state.json()["features"][0]["value_limit"], 20);
 }
 
 #[test]

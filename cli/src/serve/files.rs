@@ -15,6 +15,33 @@ pub enum Refusal {
     NotFound,
     /// Larger than the bound.
     TooLarge,
+    /// The server could not open or read it for now (out of file descriptors or memory): worth
+    /// trying again, and no reason to think the file is gone.
+    Unavailable,
+}
+
+/// What an error opening or reading an edge file means: a lack of resources is
+/// [`Refusal::Unavailable`]; anything else (missing, a link, a directory, an I/O error) is
+/// [`Refusal::NotFound`].
+fn refusal(e: &std::io::Error) -> Refusal {
+    #[cfg(unix)]
+    if let Some(code) = e.raw_os_error() {
+        if [
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::ENOMEM,
+            libc::EINTR,
+            libc::EAGAIN,
+        ]
+        .contains(&code)
+        {
+            return Refusal::Unavailable;
+        }
+    }
+    match e.kind() {
+        std::io::ErrorKind::OutOfMemory | std::io::ErrorKind::Interrupted => Refusal::Unavailable,
+        _ => Refusal::NotFound,
+    }
 }
 
 /// Whether `rel` (a path relative to the edge directory) is a file the edge protocol names: the
@@ -49,13 +76,13 @@ pub fn open(root: &Path, rel: &str, max: u64) -> Result<(File, Metadata), Refusa
     let path = root.join(rel);
     // Every directory between the root and the file must be a real directory.
     if let Some((dir, _)) = rel.split_once('/') {
-        let meta = std::fs::symlink_metadata(root.join(dir)).map_err(|_| Refusal::NotFound)?;
+        let meta = std::fs::symlink_metadata(root.join(dir)).map_err(|e| refusal(&e))?;
         if !meta.file_type().is_dir() {
             return Err(Refusal::NotFound);
         }
     }
-    let file = open_nofollow(&path).map_err(|_| Refusal::NotFound)?;
-    let meta = file.metadata().map_err(|_| Refusal::NotFound)?;
+    let file = open_nofollow(&path).map_err(|e| refusal(&e))?;
+    let meta = file.metadata().map_err(|e| refusal(&e))?;
     if !meta.file_type().is_file() {
         return Err(Refusal::NotFound);
     }
@@ -76,7 +103,7 @@ pub fn read(root: &Path, rel: &str, max: u64) -> Result<Vec<u8>, Refusal> {
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     file.take(max.saturating_add(1))
         .read_to_end(&mut bytes)
-        .map_err(|_| Refusal::NotFound)?;
+        .map_err(|e| refusal(&e))?;
     if bytes.len() as u64 > max {
         return Err(Refusal::TooLarge);
     }

@@ -13,7 +13,7 @@ use entitle_core::subscriptions::Subscriptions;
 use entitle_core::{Engine, Snapshot};
 use tokio::sync::watch;
 
-use super::files;
+use super::files::{self, Refusal};
 use super::metrics::Metrics;
 use super::state::{subscriptions_bound, verify_subscriptions, Served, StateSource};
 
@@ -89,8 +89,14 @@ impl Watcher {
         if *stamp == now && now.is_some() {
             return;
         }
+        let read = files::read(&self.root, MANIFEST_FILE, MAX_MANIFEST_BYTES as u64);
+        if read == Err(Refusal::Unavailable) {
+            // Out of descriptors or memory: keep serving the manifest held, and read this one at
+            // the next check (the stamp stays as it was).
+            return;
+        }
         *stamp = now;
-        let body = files::read(&self.root, MANIFEST_FILE, MAX_MANIFEST_BYTES as u64).ok();
+        let body = read.ok();
         let etag = body.as_deref().map(|b| format!("\"{:016x}\"", xxh64(b, 0)));
         if etag == self.tx.borrow().etag {
             return;

@@ -262,6 +262,12 @@ async fn artifact(State(edge): State<Arc<Edge>>, req: Request) -> Response {
         Ok(Err(Refusal::TooLarge)) => {
             return text(StatusCode::FORBIDDEN, "larger than this server serves\n")
         }
+        Ok(Err(Refusal::Unavailable)) => {
+            let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "cannot read it now\n");
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return r;
+        }
         Ok(Err(Refusal::NotFound)) | Err(_) => return not_found().await,
     };
     let modified = meta
