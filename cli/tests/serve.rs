@@ -812,6 +812,64 @@ fn descriptors_in_use(pid: u32, limit: usize) -> usize {
         .count()
 }
 
+/// `entitle serve EDGE EXTRA...` with a descriptor table of `limit` entries, small enough to fill.
+#[cfg(target_os = "linux")]
+fn server_with_descriptors(edge: &str, limit: usize, extra: &[&str]) -> Server {
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        &format!("ulimit -n {limit} && exec \"$0\" \"$@\""),
+        env!("CARGO_BIN_EXE_entitle"),
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        edge,
+    ])
+    .args(extra)
+    .stderr(std::process::Stdio::null());
+    let process = Running::spawn(cmd);
+    Server {
+        addr: address(&process.line()),
+        process,
+    }
+}
+
+/// Opens connections with `open` until the server (process `pid`) has every descriptor below
+/// `limit` in use, then a few more that wait to be accepted.
+#[cfg(target_os = "linux")]
+fn fill_descriptors(pid: u32, limit: usize, open: impl Fn() -> TcpStream) -> Vec<TcpStream> {
+    let mut conns = Vec::new();
+    while descriptors_in_use(pid, limit) < limit {
+        assert!(
+            conns.len() < 2 * limit,
+            "the server's descriptors never ran out"
+        );
+        conns.push(open());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for _ in 0..4 {
+        conns.push(open());
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    conns
+}
+
+/// Reads one response of known length off a kept-alive connection.
+fn read_response(s: &mut TcpStream) -> common::Response {
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        raw.push(byte[0]);
+    }
+    let head = common::parse_response(&raw);
+    let len: usize = head.header("content-length").unwrap().parse().unwrap();
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    raw.extend_from_slice(&body);
+    common::parse_response(&raw)
+}
+
 #[cfg(target_os = "linux")]
 #[test]
 fn running_out_of_descriptors_does_not_lose_the_manifest() {
@@ -819,25 +877,7 @@ fn running_out_of_descriptors_does_not_lose_the_manifest() {
     let dir = TempDir::new("cli-serve");
     let edge = dir.path("edge");
     let published = ok(&["publish", &catalog(&dir, "c1.json", 10), "--edge", &edge]);
-    // The server with a descriptor table small enough to fill with idle connections.
-    let mut cmd = Command::new("sh");
-    cmd.args([
-        "-c",
-        &format!("ulimit -n {LIMIT} && exec \"$0\" \"$@\""),
-        env!("CARGO_BIN_EXE_entitle"),
-        "serve",
-        "--addr",
-        "127.0.0.1:0",
-        &edge,
-        "--max-pending",
-        "1000",
-    ])
-    .stderr(std::process::Stdio::null());
-    let process = Running::spawn(cmd);
-    let server = Server {
-        addr: address(&process.line()),
-        process,
-    };
+    let server = server_with_descriptors(&edge, LIMIT, &[]);
     let pid = server.process.child.id();
     let etag = server
         .get("/manifest.json", &[])
@@ -845,6 +885,8 @@ fn running_out_of_descriptors_does_not_lose_the_manifest() {
         .unwrap()
         .to_owned();
     let addr = server.addr.clone();
+    let long_poll =
+        format!("GET /manifest.json?wait=25 HTTP/1.1\r\nHost: x\r\nIf-None-Match: {etag}\r\n\r\n");
     let held = std::thread::spawn(move || {
         http(
             &addr,
@@ -857,30 +899,26 @@ fn running_out_of_descriptors_does_not_lose_the_manifest() {
         (server.metric("entitle_edge_long_polls", &[]) == 1.0).then_some(())
     });
 
-    // A connection accepted before the descriptors run out, to ask for a file afterwards.
+    // A kept-alive connection made before the descriptors run out, to ask for a file afterwards.
     let mut early = TcpStream::connect(&server.addr).unwrap();
-    let mut idle = Vec::new();
-    while descriptors_in_use(pid, LIMIT) < LIMIT {
-        assert!(
-            idle.len() < 2 * LIMIT,
-            "the server's descriptors never ran out"
-        );
-        idle.push(TcpStream::connect(&server.addr).unwrap());
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    // A few more wait to be accepted, taking every descriptor that comes free.
-    for _ in 0..4 {
-        idle.push(TcpStream::connect(&server.addr).unwrap());
-    }
-    std::thread::sleep(Duration::from_millis(100));
+    early
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    early
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut early).status, 200);
+    // Every other descriptor taken by long-polls (clients the server must keep).
+    let polls = fill_descriptors(pid, LIMIT, || {
+        let mut s = TcpStream::connect(&server.addr).unwrap();
+        s.write_all(long_poll.as_bytes()).unwrap();
+        s
+    });
     // A publish while the server cannot open a file: it keeps the manifest it has...
     ok(&["publish", &catalog(&dir, "c2.json", 20), "--edge", &edge]);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(descriptors_in_use(pid, LIMIT), LIMIT);
     // A file that cannot be opened for now is not reported missing.
-    early
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
     early
         .write_all(
             format!(
@@ -890,13 +928,11 @@ fn running_out_of_descriptors_does_not_lose_the_manifest() {
             .as_bytes(),
         )
         .unwrap();
-    let mut raw = Vec::new();
-    early.read_to_end(&mut raw).unwrap();
-    let r = common::parse_response(&raw);
+    let r = read_response(&mut early);
     assert_eq!(r.status, 503);
     assert_eq!(r.header("retry-after"), Some("1"));
     // ...and reads the new one once descriptors are free again.
-    drop(idle);
+    drop(polls);
     let r = held.join().unwrap();
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["version"], 2);
@@ -905,6 +941,49 @@ fn running_out_of_descriptors_does_not_lose_the_manifest() {
         (r.header("entitle-version") == Some("2")).then_some(r)
     });
     assert_eq!(state.json()["features"][0]["value_limit"], 20);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn idle_connections_cannot_hold_every_descriptor() {
+    const LIMIT: usize = 64;
+    let dir = TempDir::new("cli-serve");
+    let edge = dir.path("edge");
+    ok(&["publish", &catalog(&dir, "c1.json", 10), "--edge", &edge]);
+    let token = dir.path("token");
+    std::fs::write(&token, "t0ken").unwrap();
+    // Fewer descriptors than pending slots: the descriptors run out first.
+    let server = server_with_descriptors(
+        &edge,
+        LIMIT,
+        &[
+            "--token-file",
+            &token,
+            "--max-pending",
+            "1000",
+            "--header-timeout",
+            "10",
+        ],
+    );
+    // Twice as many idle connections as descriptors (this many used to leave the rest waiting to
+    // be accepted until the idle ones timed out).
+    let _idle: Vec<TcpStream> = (0..2 * LIMIT)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(5));
+            TcpStream::connect(&server.addr).unwrap()
+        })
+        .collect();
+    // The server closes the oldest idle connections to take new ones, instead of leaving every
+    // client waiting until the idle ones time out.
+    let start = Instant::now();
+    let auth = [("Authorization", "Bearer t0ken")];
+    assert_eq!(server.get("/manifest.json", &auth).status, 200);
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(server.metric("entitle_edge_connections_evicted_total", &auth) >= 1.0);
 }
 
 #[test]

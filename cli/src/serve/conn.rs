@@ -13,7 +13,8 @@
 //! - a connection is *pending* until it sends a request the application trusts (for the edge: one
 //!   that carries the token). At most [`Limits::max_pending`] connections are pending; beyond that,
 //!   or when all [`Limits::max_connections`] are taken, the oldest pending connection is closed to
-//!   make room. Connections that hold no trusted request can therefore never lock a real client out;
+//!   make room; so is it when the process runs out of file descriptors. Connections that hold no
+//!   trusted request can therefore never lock a real client out;
 //!   only when every connection is trusted is a new one refused (`503`).
 //!
 //! Shutdown: once the shutdown signal fires, the listener is closed, every connection finishes the
@@ -174,10 +175,18 @@ pub async fn run(
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,
-            Err(_) => {
-                // Out of descriptors or a connection reset before accept: pause instead of spinning.
+            Err(e) => {
                 shared.stats.accept_errors.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                // Out of descriptors: close the oldest pending connection so that connections
+                // holding no trusted request cannot keep every descriptor, and give it a moment
+                // to close. Otherwise (every connection trusted, or a connection reset before
+                // accept) pause instead of spinning.
+                let pause = if out_of_descriptors(&e) && shared.evict_oldest() {
+                    2
+                } else {
+                    20
+                };
+                tokio::time::sleep(Duration::from_millis(pause)).await;
                 continue;
             }
         };
@@ -225,6 +234,19 @@ pub async fn run(
         }
     };
     let _ = tokio::time::timeout(limits.shutdown_timeout, drained).await;
+}
+
+/// Whether an accept failed for want of a file descriptor (the process's or the system's).
+fn out_of_descriptors(e: &io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = e;
+        false
+    }
 }
 
 /// Resolves once the watched flag is true (or its sender is gone).
