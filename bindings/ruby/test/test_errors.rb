@@ -102,6 +102,51 @@ class ErrorsTest < Minitest::Test
     assert_raises(Entitle::InvalidArgumentError) { @engine.entitlements("cus\xff".b) }
   end
 
+  # A String in another encoding is transcoded to UTF-8; one that cannot be raises the encoding
+  # error rather than being looked up by its raw bytes, which can spell another, valid UTF-8 id.
+  def test_strings_that_cannot_be_transcoded_raise
+    engine = Entitle::Engine.from_catalog(
+      "features" => [{"key" => "sso", "type" => "flag", "default" => false}],
+      "customers" => [{"id" => "caf\u00C1", "overrides" => {"sso" => true}}]
+    )
+    # "caf\xC3\x81": 0x81 has no character in Windows-1252, and the bytes are UTF-8 for "cafÁ".
+    undefined = "caf\xC3\x81".dup.force_encoding(Encoding::Windows_1252)
+    [-> { engine.enabled?(undefined, "sso") }, -> { engine.check(undefined, "sso") },
+     -> { engine.limit("cus_pro", undefined.dup) }, -> { engine.feature("sso").check_many([undefined]) },
+     -> { engine.entitlements(undefined) }].each do |call|
+      assert_raises(Encoding::UndefinedConversionError) { call.call }
+    end
+    unpaired = "\x00\xD8a\x00".dup.force_encoding(Encoding::UTF_16LE) # a lone surrogate
+    assert_raises(Encoding::InvalidByteSequenceError) { engine.enabled?(unpaired, "sso") }
+    assert engine.enabled?("caf\u00C1".encode(Encoding::Windows_1252), "sso") # transcodable: found
+  ensure
+    engine&.close
+  end
+
+  # The error classes are defined in Ruby and kept by the extension: compaction must not move
+  # them under it (it did, and the next error raised crashed the interpreter).
+  def test_errors_after_compaction
+    skip "GC.verify_compaction_references is not available" unless GC.respond_to?(:verify_compaction_references)
+
+    code = <<~RUBY
+      engine = Entitle::Engine.from_catalog(ARGV[0])
+      GC.verify_compaction_references(double_heap: true, toward: :empty)
+      errors = []
+      [-> { engine.check("\\xff".b, "sso") }, -> { Entitle::Engine.from_snapshot("junk") },
+       -> { Entitle::Engine.from_catalog("{") }, -> { Entitle::Engine.connect("ftp://x") },
+       -> { engine.close; engine.enabled?("a", "b") }].each do |call|
+        call.call
+      rescue Entitle::Error => e
+        errors << "\#{e.class.name}:\#{e.code}"
+      end
+      puts errors.join(" ")
+    RUBY
+    out, err, status, = run_ruby(code, JSON.generate(catalog))
+    assert status&.success?, err
+    assert_equal "Entitle::InvalidArgumentError:2 Entitle::FormatError:9 Entitle::CatalogError:8 " \
+                 "Entitle::ConfigError:15 Entitle::ClosedError:17", out.strip
+  end
+
   def test_wrong_types
     [nil, 1, 1.5, [], Object.new].each do |bad|
       assert_raises(TypeError) { @engine.enabled?(bad, "sso") }

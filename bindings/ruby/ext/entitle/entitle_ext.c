@@ -181,7 +181,10 @@ key_arg(VALUE v, const uint8_t **p, size_t *n, VALUE *keep, const char *what)
     int idx = RB_ENCODING_GET_INLINED(v);
     if (RB_UNLIKELY(idx != enc_utf8 && idx != enc_usascii && idx != enc_binary &&
                     !rb_enc_str_asciionly_p(v))) {
-        v = rb_str_export_to_enc(v, rb_utf8_encoding());
+        /* Strict: a String that cannot be transcoded raises Encoding::UndefinedConversionError
+         * or Encoding::InvalidByteSequenceError (rb_str_export_to_enc would hand back its raw
+         * bytes, which could spell another, valid UTF-8 id). */
+        v = rb_str_encode(v, rb_enc_from_encoding(rb_utf8_encoding()), 0, Qnil);
     }
     *p = (const uint8_t *)RSTRING_PTR(v);
     *n = (size_t)RSTRING_LEN(v);
@@ -1760,6 +1763,13 @@ Init_entitle_ext(void)
     eConfig = rb_const_get(mEntitle, rb_intern("ConfigError"));
     eTimeout = rb_const_get(mEntitle, rb_intern("TimeoutError"));
     eClosed = rb_const_get(mEntitle, rb_intern("ClosedError"));
+    /* Classes defined in Ruby are not pinned: GC.compact could move them and leave these
+     * variables pointing at garbage. Registering them marks and pins them. */
+    const VALUE errors[] = {eError,  eInvalidArgument, ePanic,  eFile,    eCatalog,
+                            eFormat, eDelta,           eConfig, eTimeout, eClosed};
+    for (size_t i = 0; i < sizeof errors / sizeof errors[0]; i++) {
+        rb_gc_register_mark_object(errors[i]);
+    }
 
     float_infinity = rb_const_get(rb_cFloat, rb_intern("INFINITY"));
     rb_gc_register_mark_object(float_infinity);
