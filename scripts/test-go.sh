@@ -18,7 +18,7 @@ echo "go: test"
 go test -count=1 ./...
 # -race multiplies the cost of every call: it runs the tests where goroutines meet.
 echo "go: test -race (concurrency)"
-go test -count=1 -race -short -run 'Readers|Close|ErrorDetail|HotPath|Lookups|Event' .
+go test -count=1 -race -short -run 'Readers|Close|ErrorDetail|HotPath|Lookups|Event|SyncRefreshes' .
 echo "go: test with GOEXPERIMENT=cgocheck2"
 GOEXPERIMENT=cgocheck2 go test -count=1 -short ./...
 echo "go: a scratch module importing the package"

@@ -326,6 +326,11 @@ func TestHotPathAllocatesNothing(t *testing.T) {
 		"Check":     func() { d = e.Check(customer, feature) },
 		"CheckAt":   func() { d = e.CheckAt(customer, feature, when) },
 		"Unknown":   func() { d = e.Check("nobody", "nothing") },
+		// Keys that are no features take the path by key on every call.
+		"EnabledUnknownFeature": func() { sink = e.Enabled(customer, "nothing") },
+		"LimitUnknownFeature":   func() { lim = e.Limit(customer, "nothing") },
+		"AllowsUnknownFeature":  func() { sink = e.Allows(customer, "nothing", 3, 1) },
+		"CheckUnknownFeature":   func() { d = e.Check(customer, "nothing") },
 	}
 	for name, call := range calls {
 		if n := testing.AllocsPerRun(1000, call); n != 0 {

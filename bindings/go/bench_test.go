@@ -144,11 +144,19 @@ func BenchmarkEnabled(b *testing.B) {
 			}
 		}
 	})
-	// What the guard that makes Close safe during lookups costs.
+	// The library's call by key alone: no guard (which makes Close safe during lookups), no
+	// feature handle kept by the engine.
 	b.Run("hot_unguarded", func(b *testing.B) {
 		defer cpuPerOp(b)()
 		for b.Loop() {
 			sinkBool = entitle.EnabledUnguarded(d.engine, hot, "sso")
+		}
+	})
+	// A key that is no feature: the path by key on every call.
+	b.Run("hot_unknown_feature", func(b *testing.B) {
+		defer cpuPerOp(b)()
+		for b.Loop() {
+			sinkBool = d.engine.Enabled(hot, "no_such_feature")
 		}
 	})
 	b.Run("hot_parallel", func(b *testing.B) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -116,7 +117,30 @@ func checkCase(t *testing.T, e *entitle.Engine, c conformanceCase) {
 		t.Fatalf("%s: at: %v", c.Name, err)
 	}
 	when := time.Unix(secs, 0)
+	// Lookups by key twice: first each call without a feature handle kept for the key (the path
+	// by key), then through the handle the engine keeps for a key that is a feature.
+	entitle.ForgetFeatureKeys(e)
+	d := checkCaseByKey(t, e, c, when, true)
+	if keys, _ := entitle.FeatureKeys(e); slices.Contains(keys, c.Feature) != (d.FeatureType != entitle.FeatureUnknown) {
+		t.Errorf("%s: a handle kept for %q: %v", c.Name, c.Feature, slices.Contains(keys, c.Feature))
+	}
+	if got := checkCaseByKey(t, e, c, when, false); got != d {
+		t.Errorf("%s: CheckAt through the kept handle %+v, want %+v", c.Name, got, d)
+	}
+	checkCaseHandles(t, e, c, when, d)
+}
+
+// checkCaseByKey checks the case through the lookups by key (CheckAt, EnabledAt, LimitAt,
+// AllowsAt), each after forgetting the engine's feature handles if forget is set.
+func checkCaseByKey(t *testing.T, e *entitle.Engine, c conformanceCase, when time.Time, forget bool) entitle.Decision {
+	t.Helper()
+	fresh := func() {
+		if forget {
+			entitle.ForgetFeatureKeys(e)
+		}
+	}
 	want := c.Expected
+	fresh()
 	d := e.CheckAt(c.Customer, c.Feature, when)
 
 	wantType := entitle.FeatureUnknown
@@ -153,9 +177,11 @@ func checkCase(t *testing.T, e *entitle.Engine, c conformanceCase) {
 		t.Errorf("%s: limit %v, want %v", c.Name, d.Limit, wantLimit)
 	}
 	// The plain calls answer the same.
+	fresh()
 	if got := e.EnabledAt(c.Customer, c.Feature, when); got != want.Enabled {
 		t.Errorf("%s: EnabledAt %v, want %v", c.Name, got, want.Enabled)
 	}
+	fresh()
 	if got := e.LimitAt(c.Customer, c.Feature, when); got != wantLimit {
 		t.Errorf("%s: LimitAt %v, want %v", c.Name, got, wantLimit)
 	}
@@ -168,6 +194,7 @@ func checkCase(t *testing.T, e *entitle.Engine, c conformanceCase) {
 		if c.Requested != nil {
 			requested = parseUint(t, *c.Requested)
 		}
+		fresh()
 		if got := e.AllowsAt(c.Customer, c.Feature, usage, requested, when); got != *want.Allowed {
 			t.Errorf("%s: AllowsAt(%d, %d) %v, want %v", c.Name, usage, requested, got, *want.Allowed)
 		}
@@ -177,7 +204,15 @@ func checkCase(t *testing.T, e *entitle.Engine, c conformanceCase) {
 	} else if want.Allowed != nil {
 		t.Fatalf("%s: expected.allowed without usage", c.Name)
 	}
-	// A handle for the feature answers the same, one by one and in batches.
+	return d
+}
+
+// checkCaseHandles checks the case through a Feature handle, one by one and in batches, and
+// through Entitlements, against d (the decision by key).
+func checkCaseHandles(t *testing.T, e *entitle.Engine, c conformanceCase, when time.Time, d entitle.Decision) {
+	t.Helper()
+	want := c.Expected
+	wantLimit := d.Limit
 	f, err := e.Feature(c.Feature)
 	if err != nil {
 		t.Fatalf("%s: Feature(%q): %v", c.Name, c.Feature, err)

@@ -27,8 +27,8 @@ package entitle
 #cgo noescape goe_feature_check
 #cgo nocallback goe_feature_check
 #cgo nocallback entitle_engine_version
-#cgo noescape entitle_engine_enabled
-#cgo nocallback entitle_engine_enabled
+#cgo noescape goe_enabled_unguarded
+#cgo nocallback goe_enabled_unguarded
 
 #if !__has_include(<entitle.h>)
 #error "bindings/go/lib/entitle.h and lib/<GOOS>_<GOARCH>/libentitle.a are missing: build them with `go generate` in bindings/go (or scripts/build-go-lib.sh); see bindings/go/README.md"
@@ -253,8 +253,11 @@ static void goe_guard_close(goe_guard *g) {
 }
 
 // The hot lookups: GOE_CLOSED (a closed engine) or the library's answer. One wrapper per lookup,
-// with or without `at`.
+// with or without `at`. The guard (C memory) comes as a number: cgo checks at run time every
+// argument whose type can hold a pointer to memory that holds pointers (as goe_guard does), which
+// costs more than a hundred instructions per call; a uintptr_t is not checked.
 #define GOE_LOOKUP(type, closed, call)                  \
+	goe_guard *g = (goe_guard *)guard;                   \
 	goe_slot *slot;                                      \
 	entitle_engine *e = goe_enter(g, &slot);             \
 	if (e == NULL) return closed;                        \
@@ -262,42 +265,46 @@ static void goe_guard_close(goe_guard *g) {
 	goe_exit(g, slot);                                   \
 	return r;
 
-static bool goe_enabled(goe_guard *g, const uint8_t *c, size_t cn, const uint8_t *f, size_t fn, bool has_at,
+static bool goe_enabled(uintptr_t guard, const uint8_t *c, size_t cn, const uint8_t *f, size_t fn, bool has_at,
 		int64_t at) {
 	GOE_LOOKUP(bool, false, has_at ? entitle_engine_enabled_at(e, c, cn, f, fn, at)
 	                               : entitle_engine_enabled(e, c, cn, f, fn))
 }
-static uint64_t goe_limit(goe_guard *g, const uint8_t *c, size_t cn, const uint8_t *f, size_t fn, bool has_at,
+static uint64_t goe_limit(uintptr_t guard, const uint8_t *c, size_t cn, const uint8_t *f, size_t fn, bool has_at,
 		int64_t at) {
 	GOE_LOOKUP(uint64_t, 0, has_at ? entitle_engine_limit_at(e, c, cn, f, fn, at)
 	                               : entitle_engine_limit(e, c, cn, f, fn))
 }
-static bool goe_allows(goe_guard *g, const uint8_t *c, size_t cn, const uint8_t *f, size_t fn, uint64_t usage,
+static bool goe_allows(uintptr_t guard, const uint8_t *c, size_t cn, const uint8_t *f, size_t fn, uint64_t usage,
 		uint64_t requested, bool has_at, int64_t at) {
 	GOE_LOOKUP(bool, false, has_at ? entitle_engine_allows_at(e, c, cn, f, fn, usage, requested, at)
 	                               : entitle_engine_allows(e, c, cn, f, fn, usage, requested))
 }
-static entitle_result goe_check(goe_guard *g, const uint8_t *c, size_t cn, const uint8_t *f, size_t fn,
+static entitle_result goe_check(uintptr_t guard, const uint8_t *c, size_t cn, const uint8_t *f, size_t fn,
 		bool has_at, int64_t at, entitle_decision *d) {
 	GOE_LOOKUP(entitle_result, GOE_CLOSED, has_at ? entitle_engine_check_at(e, c, cn, f, fn, at, d)
 	                                              : entitle_engine_check(e, c, cn, f, fn, d))
 }
-static bool goe_feature_enabled(goe_guard *g, entitle_feature h, const uint8_t *c, size_t cn, bool has_at,
+// The library's call alone, for the benchmarks (the engine as a number, as the guard above).
+static bool goe_enabled_unguarded(uintptr_t engine, const uint8_t *c, size_t cn, const uint8_t *f, size_t fn) {
+	return entitle_engine_enabled((const entitle_engine *)engine, c, cn, f, fn);
+}
+static bool goe_feature_enabled(uintptr_t guard, entitle_feature h, const uint8_t *c, size_t cn, bool has_at,
 		int64_t at) {
 	GOE_LOOKUP(bool, false, has_at ? entitle_engine_feature_enabled_at(e, h, c, cn, at)
 	                               : entitle_engine_feature_enabled(e, h, c, cn))
 }
-static uint64_t goe_feature_limit(goe_guard *g, entitle_feature h, const uint8_t *c, size_t cn, bool has_at,
+static uint64_t goe_feature_limit(uintptr_t guard, entitle_feature h, const uint8_t *c, size_t cn, bool has_at,
 		int64_t at) {
 	GOE_LOOKUP(uint64_t, 0, has_at ? entitle_engine_feature_limit_at(e, h, c, cn, at)
 	                               : entitle_engine_feature_limit(e, h, c, cn))
 }
-static bool goe_feature_allows(goe_guard *g, entitle_feature h, const uint8_t *c, size_t cn, uint64_t usage,
+static bool goe_feature_allows(uintptr_t guard, entitle_feature h, const uint8_t *c, size_t cn, uint64_t usage,
 		uint64_t requested, bool has_at, int64_t at) {
 	GOE_LOOKUP(bool, false, has_at ? entitle_engine_feature_allows_at(e, h, c, cn, usage, requested, at)
 	                               : entitle_engine_feature_allows(e, h, c, cn, usage, requested))
 }
-static entitle_result goe_feature_check(goe_guard *g, entitle_feature h, const uint8_t *c, size_t cn,
+static entitle_result goe_feature_check(uintptr_t guard, entitle_feature h, const uint8_t *c, size_t cn,
 		bool has_at, int64_t at, entitle_decision *d) {
 	GOE_LOOKUP(entitle_result, GOE_CLOSED, has_at ? entitle_engine_feature_check_at(e, h, c, cn, at, d)
 	                                              : entitle_engine_feature_check(e, h, c, cn, d))
@@ -362,8 +369,11 @@ type Engine struct {
 	released chan struct{}
 	cleanup  runtime.Cleanup
 	syncing  bool
-	// events is closed when the goroutine logging the engine's events has ended (nil: no logger).
+	// events is closed when the goroutine following the engine's events (to log them, and on an
+	// engine that syncs to keep keys up to date) has ended; nil when there is none.
 	events chan struct{}
+	// keys holds the feature handles that lookups by key use: see keyCache.
+	keys *keyCache
 }
 
 // release is what the cleanup of an engine dropped without Close needs: never the *Engine itself.
@@ -383,14 +393,17 @@ func newEngine(ptr *C.entitle_engine, syncing bool, logger *slog.Logger) *Engine
 		drained:  make(chan struct{}, 1),
 		released: make(chan struct{}),
 		syncing:  syncing,
+		keys:     new(keyCache),
 	}
-	if logger != nil {
+	// An engine that syncs changes its content in the background: the goroutine that follows its
+	// events brings the handles of e.keys up to date after each change (and logs, with a logger).
+	if logger != nil || syncing {
 		e.events = make(chan struct{})
-		go logEvents(ptr, logger, e.events)
+		go followEvents(ptr, logger, e.keys, e.events)
 	}
 	// The backstop for an engine dropped without Close: no call can be in flight once e is
-	// unreachable, so freeing is safe then, after the event goroutine (which holds only the C
-	// engine) has been woken by the close and has ended.
+	// unreachable, so freeing is safe then, after the event goroutine (which holds the C engine
+	// and e.keys, never e) has been woken by the close and has ended.
 	e.cleanup = runtime.AddCleanup(e, func(r release) {
 		if r.events != nil {
 			C.entitle_engine_close(r.ptr)
@@ -400,6 +413,12 @@ func newEngine(ptr *C.entitle_engine, syncing bool, logger *slog.Logger) *Engine
 		C.free(unsafe.Pointer(r.guard))
 	}, release{ptr: ptr, guard: guard, events: e.events})
 	return e
+}
+
+// guardAddr gives the guard as the hot lookups' C wrappers take it: a number (see GOE_LOOKUP). The
+// guard is C memory, which the garbage collector neither moves nor frees.
+func (e *Engine) guardAddr() C.uintptr_t {
+	return C.uintptr_t(uintptr(unsafe.Pointer(e.guard)))
 }
 
 // enter registers a call in flight; false means the engine is closed and ptr must not be used.
@@ -532,11 +551,38 @@ func Connect(cfg SyncConfig) (*Engine, error) {
 	return newEngine(out, true, cfg.Logger), nil
 }
 
+// resolve resolves key into a handle on ptr, which the caller keeps live for the call.
+func resolve(ptr *C.entitle_engine, key string) (C.entitle_feature, bool) {
+	p, n := cStr(key)
+	var out C.entitle_feature
+	var detail C.goe_err
+	if r := C.goe_feature(ptr, p, n, &out, &detail); r != C.ENTITLE_RESULT_OK {
+		_ = takeError(r, &detail)
+		return out, false
+	}
+	return out, true
+}
+
+// checkByKey evaluates feature for customer by key into d, and keeps a handle for feature when it
+// is a feature of the content.
+// (enabledByKey does the same inline: every call level costs spilled registers.)
+func (e *Engine) checkByKey(customer, feature string, hasAt bool, at int64, d *C.entitle_decision) C.entitle_result {
+	cp, cn := cStr(customer)
+	fp, fn := cStr(feature)
+	r := C.goe_check(e.guardAddr(), cp, cn, fp, fn, C.bool(hasAt), C.int64_t(at), d)
+	runtime.KeepAlive(e)
+	if r == C.ENTITLE_RESULT_OK && d.feature_type != C.ENTITLE_FEATURE_TYPE_UNKNOWN {
+		e.keys.learn(e, feature)
+	}
+	return r
+}
+
 // Enabled reports whether customer may use feature now: a flag's value; for a limit, unlimited or
 // greater than 0. Unknown features answer false; unknown customers get the feature's default. A
 // closed engine answers false.
 //
-// The hot path: one C call, no lock, no allocation.
+// The hot path: one C call, no lock, no allocation. The engine keeps a feature handle for each key
+// found to be a feature (see Feature), so the call costs what a Feature's does.
 func (e *Engine) Enabled(customer, feature string) bool {
 	return e.enabled(customer, feature, false, 0)
 }
@@ -547,11 +593,38 @@ func (e *Engine) EnabledAt(customer, feature string, at time.Time) bool {
 }
 
 func (e *Engine) enabled(customer, feature string, hasAt bool, at int64) bool {
+	// The hot path is flat (every call costs spilled registers): the handle, then the C call.
+	if t := e.keys.cur.Load(); t != nil {
+		if h, ok := t.get(feature); ok {
+			cp, cn := cStr(customer)
+			r := C.goe_feature_enabled(e.guardAddr(), h, cp, cn, C.bool(hasAt), C.int64_t(at))
+			runtime.KeepAlive(e) // e's cleanup frees the guard: not before the call has returned
+			return bool(r)
+		}
+	}
+	return e.enabledByKey(customer, feature, hasAt, at)
+}
+
+// enabledByKey is Enabled for a key without a handle.
+func (e *Engine) enabledByKey(customer, feature string, hasAt bool, at int64) bool {
+	var d C.entitle_decision
 	cp, cn := cStr(customer)
 	fp, fn := cStr(feature)
-	r := C.goe_enabled(e.guard, cp, cn, fp, fn, C.bool(hasAt), C.int64_t(at))
+	r := C.goe_check(e.guardAddr(), cp, cn, fp, fn, C.bool(hasAt), C.int64_t(at), &d)
+	runtime.KeepAlive(e)
+	switch r {
+	case C.ENTITLE_RESULT_OK:
+		if d.feature_type != C.ENTITLE_FEATURE_TYPE_UNKNOWN {
+			e.keys.learn(e, feature)
+		}
+		return bool(d.enabled)
+	case C.GOE_CLOSED:
+		return false
+	}
+	// Bytes that are not UTF-8 (or a library failure): the library's call by key answers.
+	b := C.goe_enabled(e.guardAddr(), cp, cn, fp, fn, C.bool(hasAt), C.int64_t(at))
 	runtime.KeepAlive(e) // e's cleanup frees the guard: not before the call has returned
-	return bool(r)
+	return bool(b)
 }
 
 func limitOf(v C.uint64_t) Limit {
@@ -565,7 +638,7 @@ func limitOf(v C.uint64_t) Limit {
 // Limit (use Check to tell them apart); unknown customers get the feature's default. A closed
 // engine gives a zero Limit.
 //
-// The hot path: one C call, no lock, no allocation.
+// The hot path: one C call, no lock, no allocation (through a feature handle, as Enabled).
 func (e *Engine) Limit(customer, feature string) Limit {
 	return e.limit(customer, feature, false, 0)
 }
@@ -576,9 +649,32 @@ func (e *Engine) LimitAt(customer, feature string, at time.Time) Limit {
 }
 
 func (e *Engine) limit(customer, feature string, hasAt bool, at int64) Limit {
+	if t := e.keys.cur.Load(); t != nil {
+		if h, ok := t.get(feature); ok {
+			cp, cn := cStr(customer)
+			r := C.goe_feature_limit(e.guardAddr(), h, cp, cn, C.bool(hasAt), C.int64_t(at))
+			runtime.KeepAlive(e)
+			return limitOf(r)
+		}
+	}
+	return e.limitByKey(customer, feature, hasAt, at)
+}
+
+// limitByKey is Limit for a key without a handle.
+func (e *Engine) limitByKey(customer, feature string, hasAt bool, at int64) Limit {
+	var d C.entitle_decision
+	switch e.checkByKey(customer, feature, hasAt, at, &d) {
+	case C.ENTITLE_RESULT_OK:
+		if d.feature_type != C.ENTITLE_FEATURE_TYPE_LIMIT {
+			return Limit{} // flags and unknown features
+		}
+		return limitOf(d.value)
+	case C.GOE_CLOSED:
+		return Limit{}
+	}
 	cp, cn := cStr(customer)
 	fp, fn := cStr(feature)
-	r := C.goe_limit(e.guard, cp, cn, fp, fn, C.bool(hasAt), C.int64_t(at))
+	r := C.goe_limit(e.guardAddr(), cp, cn, fp, fn, C.bool(hasAt), C.int64_t(at))
 	runtime.KeepAlive(e)
 	return limitOf(r)
 }
@@ -588,7 +684,7 @@ func (e *Engine) limit(customer, feature string, hasAt bool, at int64) Limit {
 // overflows never fits). Pass requested = 1 for "one more?". Unknown features and closed engines
 // answer false.
 //
-// The hot path: one C call, no lock, no allocation.
+// The hot path: one C call, no lock, no allocation (through a feature handle, as Enabled).
 func (e *Engine) Allows(customer, feature string, usage, requested uint64) bool {
 	return e.allows(customer, feature, usage, requested, false, 0)
 }
@@ -599,9 +695,38 @@ func (e *Engine) AllowsAt(customer, feature string, usage, requested uint64, at 
 }
 
 func (e *Engine) allows(customer, feature string, usage, requested uint64, hasAt bool, at int64) bool {
+	if t := e.keys.cur.Load(); t != nil {
+		if h, ok := t.get(feature); ok {
+			cp, cn := cStr(customer)
+			r := C.goe_feature_allows(e.guardAddr(), h, cp, cn, C.uint64_t(usage), C.uint64_t(requested),
+				C.bool(hasAt), C.int64_t(at))
+			runtime.KeepAlive(e)
+			return bool(r)
+		}
+	}
+	return e.allowsByKey(customer, feature, usage, requested, hasAt, at)
+}
+
+// allowsByKey is Allows for a key without a handle.
+func (e *Engine) allowsByKey(customer, feature string, usage, requested uint64, hasAt bool, at int64) bool {
+	var d C.entitle_decision
+	switch e.checkByKey(customer, feature, hasAt, at, &d) {
+	case C.ENTITLE_RESULT_OK:
+		// As the library decides (SPEC 2.7), from the decision.
+		switch d.feature_type {
+		case C.ENTITLE_FEATURE_TYPE_FLAG:
+			return bool(d.enabled)
+		case C.ENTITLE_FEATURE_TYPE_LIMIT:
+			sum := usage + requested
+			return bool(d.unlimited) || (sum >= usage && sum <= uint64(d.value))
+		}
+		return false
+	case C.GOE_CLOSED:
+		return false
+	}
 	cp, cn := cStr(customer)
 	fp, fn := cStr(feature)
-	r := C.goe_allows(e.guard, cp, cn, fp, fn, C.uint64_t(usage), C.uint64_t(requested), C.bool(hasAt),
+	r := C.goe_allows(e.guardAddr(), cp, cn, fp, fn, C.uint64_t(usage), C.uint64_t(requested), C.bool(hasAt),
 		C.int64_t(at))
 	runtime.KeepAlive(e)
 	return bool(r)
@@ -633,7 +758,7 @@ var closedDecision = Decision{FeatureType: FeatureUnknown, Reason: ReasonClosed}
 // reason and the version of the content that answered. Unknown customers and features are
 // answers, not errors. A closed engine answers with ReasonClosed.
 //
-// The hot path: one C call, no lock, no allocation.
+// The hot path: one C call, no lock, no allocation (through a feature handle, as Enabled).
 func (e *Engine) Check(customer, feature string) Decision {
 	return e.check(customer, feature, false, 0)
 }
@@ -645,7 +770,18 @@ func (e *Engine) CheckAt(customer, feature string, at time.Time) Decision {
 
 func (e *Engine) check(customer, feature string, hasAt bool, at int64) Decision {
 	var d C.entitle_decision
-	r := e.checkCall(customer, feature, hasAt, at, &d)
+	if t := e.keys.cur.Load(); t != nil {
+		if h, ok := t.get(feature); ok {
+			cp, cn := cStr(customer)
+			r := C.goe_feature_check(e.guardAddr(), h, cp, cn, C.bool(hasAt), C.int64_t(at), &d)
+			runtime.KeepAlive(e)
+			if r == C.ENTITLE_RESULT_INVALID_UTF8 {
+				return e.featureCheck(Feature{e: e, h: h}, customer, hasAt, at) // asks for "" instead
+			}
+			return decisionFrom(r, &d)
+		}
+	}
+	r := e.checkByKey(customer, feature, hasAt, at, &d)
 	if r == C.ENTITLE_RESULT_INVALID_UTF8 {
 		// Bytes that are not UTF-8 can match no key: answer as Enabled and Limit do, for an
 		// unknown customer or feature (the empty string is a valid key that is never found).
@@ -676,7 +812,7 @@ func decisionFrom(r C.entitle_result, d *C.entitle_decision) Decision {
 func (e *Engine) checkCall(customer, feature string, hasAt bool, at int64, d *C.entitle_decision) C.entitle_result {
 	cp, cn := cStr(customer)
 	fp, fn := cStr(feature)
-	r := C.goe_check(e.guard, cp, cn, fp, fn, C.bool(hasAt), C.int64_t(at), d)
+	r := C.goe_check(e.guardAddr(), cp, cn, fp, fn, C.bool(hasAt), C.int64_t(at), d)
 	runtime.KeepAlive(e)
 	return r
 }
@@ -742,6 +878,9 @@ func (e *Engine) Replace(b []byte) error {
 	p, n := cBytes(b)
 	var detail C.goe_err
 	r := C.goe_replace_snapshot(e.ptr, p, n, &detail)
+	if r == C.ENTITLE_RESULT_OK {
+		e.keys.refresh(e.ptr)
+	}
 	e.exit()
 	if r != C.ENTITLE_RESULT_OK {
 		return takeError(r, &detail)
@@ -760,6 +899,9 @@ func (e *Engine) ReplaceFile(path string) error {
 	p, n := cStr(path)
 	var detail C.goe_err
 	r := C.goe_replace_file(e.ptr, p, n, &detail)
+	if r == C.ENTITLE_RESULT_OK {
+		e.keys.refresh(e.ptr)
+	}
 	e.exit()
 	if r != C.ENTITLE_RESULT_OK {
 		return takeError(r, &detail)
@@ -779,6 +921,9 @@ func (e *Engine) ApplyDelta(b []byte) error {
 	p, n := cBytes(b)
 	var detail C.goe_err
 	r := C.goe_apply_delta(e.ptr, p, n, nil, &detail)
+	if r == C.ENTITLE_RESULT_OK {
+		e.keys.refresh(e.ptr)
+	}
 	e.exit()
 	if r != C.ENTITLE_RESULT_OK {
 		return takeError(r, &detail)
@@ -989,7 +1134,7 @@ func (f Feature) EnabledAt(customer string, at time.Time) bool {
 func (f Feature) enabled(customer string, hasAt bool, at int64) bool {
 	e := f.e
 	cp, cn := cStr(customer)
-	r := C.goe_feature_enabled(e.guard, f.h, cp, cn, C.bool(hasAt), C.int64_t(at))
+	r := C.goe_feature_enabled(e.guardAddr(), f.h, cp, cn, C.bool(hasAt), C.int64_t(at))
 	runtime.KeepAlive(e)
 	return bool(r)
 }
@@ -1007,7 +1152,7 @@ func (f Feature) LimitAt(customer string, at time.Time) Limit {
 func (f Feature) limit(customer string, hasAt bool, at int64) Limit {
 	e := f.e
 	cp, cn := cStr(customer)
-	r := C.goe_feature_limit(e.guard, f.h, cp, cn, C.bool(hasAt), C.int64_t(at))
+	r := C.goe_feature_limit(e.guardAddr(), f.h, cp, cn, C.bool(hasAt), C.int64_t(at))
 	runtime.KeepAlive(e)
 	return limitOf(r)
 }
@@ -1025,7 +1170,7 @@ func (f Feature) AllowsAt(customer string, usage, requested uint64, at time.Time
 func (f Feature) allows(customer string, usage, requested uint64, hasAt bool, at int64) bool {
 	e := f.e
 	cp, cn := cStr(customer)
-	r := C.goe_feature_allows(e.guard, f.h, cp, cn, C.uint64_t(usage), C.uint64_t(requested), C.bool(hasAt),
+	r := C.goe_feature_allows(e.guardAddr(), f.h, cp, cn, C.uint64_t(usage), C.uint64_t(requested), C.bool(hasAt),
 		C.int64_t(at))
 	runtime.KeepAlive(e)
 	return bool(r)
@@ -1053,7 +1198,7 @@ func (e *Engine) featureCheck(f Feature, customer string, hasAt bool, at int64) 
 
 func (e *Engine) featureCheckCall(f Feature, customer string, hasAt bool, at int64, d *C.entitle_decision) C.entitle_result {
 	cp, cn := cStr(customer)
-	r := C.goe_feature_check(e.guard, f.h, cp, cn, C.bool(hasAt), C.int64_t(at), d)
+	r := C.goe_feature_check(e.guardAddr(), f.h, cp, cn, C.bool(hasAt), C.int64_t(at), d)
 	runtime.KeepAlive(e)
 	return r
 }
@@ -1158,12 +1303,13 @@ func (e *Engine) checkFeatures(customer string, features []Feature, hasAt bool, 
 	return decisions, nil
 }
 
-// enabledUnguarded is Enabled without the guard that makes Close safe (the library's call
-// directly): the benchmarks call it to measure what the guard costs. Nothing else may call it.
+// enabledUnguarded is Enabled without the guard that makes Close safe and without the engine's
+// feature handles (the library's call by key directly): the benchmarks call it to measure what
+// those change. Nothing else may call it.
 func (e *Engine) enabledUnguarded(customer, feature string) bool {
 	cp, cn := cStr(customer)
 	fp, fn := cStr(feature)
-	r := C.entitle_engine_enabled(e.ptr, cp, cn, fp, fn)
+	r := C.goe_enabled_unguarded(C.uintptr_t(uintptr(unsafe.Pointer(e.ptr))), cp, cn, fp, fn)
 	runtime.KeepAlive(e)
 	return bool(r)
 }

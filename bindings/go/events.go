@@ -17,11 +17,13 @@ import (
 // eventWait bounds one wait for an event inside the library; Close wakes it sooner.
 const eventWait = 60_000 // milliseconds
 
-// logEvents passes the engine's events (sync failures and recoveries, version changes, staleness,
-// cache problems) to logger until the engine is closed, then closes done. It runs in a goroutine of
-// its own that waits inside the library; it holds the C engine, never the *Engine, so that the
-// cleanup can still find an engine dropped without Close unreachable.
-func logEvents(ptr *C.entitle_engine, logger *slog.Logger, done chan<- struct{}) {
+// followEvents follows the engine's events (sync failures and recoveries, version changes,
+// staleness, cache problems) until the engine is closed, then closes done: after each it brings
+// the feature handles of keys up to date with the content, and passes it to logger when there is
+// one. It runs in a goroutine of its own that waits inside the library; it holds the C engine,
+// never the *Engine, so that the cleanup can still find an engine dropped without Close
+// unreachable (Close and the cleanup wait for done before they free the engine).
+func followEvents(ptr *C.entitle_engine, logger *slog.Logger, keys *keyCache, done chan<- struct{}) {
 	defer close(done)
 	var msg [1024]byte
 	var after C.uint64_t
@@ -36,6 +38,12 @@ func logEvents(ptr *C.entitle_engine, logger *slog.Logger, done chan<- struct{})
 			continue
 		default: // closed (or a library failure): no more events
 			return
+		}
+		// Any event (also after a gap, when events were missed) may follow new content.
+		keys.refresh(ptr)
+		if logger == nil {
+			after = ev.seq
+			continue
 		}
 		if missed := uint64(ev.seq) - uint64(after) - 1; after != 0 && missed > 0 {
 			logger.Warn("entitle: events missed (the logger fell behind)", "missed", missed)

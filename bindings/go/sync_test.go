@@ -2,7 +2,9 @@ package entitle_test
 
 import (
 	"context"
+	"encoding/json"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -163,5 +165,45 @@ func TestMaxArtifactBytes(t *testing.T) {
 	roomy := connect(t, entitle.SyncConfig{URL: edge.url, MaxArtifactBytes: 1 << 20})
 	if !ready(t, roomy, 20*time.Second) || roomy.Limit("cus_pro", "projects").Value != 50 {
 		t.Errorf("a snapshot under the limit was not loaded: %+v", roomy.Status())
+	}
+}
+
+// On an engine that syncs, content whose feature list changed arrives in the background: the
+// engine then drops the feature handles it kept for lookups by key (they would find their keys
+// again on every call), and lookups by key answer from the new content, new features included.
+func TestSyncRefreshesFeatureHandles(t *testing.T) {
+	edge := newEdge(t)
+	e := connect(t, entitle.SyncConfig{URL: edge.url})
+	if !ready(t, e, 20*time.Second) {
+		t.Fatalf("not ready: %+v", e.Status())
+	}
+	if !e.Enabled("cus_pro", "sso") || e.Limit("cus_pro", "projects").Value != 50 || e.Enabled("cus_pro", "audit_log") {
+		t.Fatal("version 1")
+	}
+	if keys, stale := entitle.FeatureKeys(e); !slices.Equal(keys, []string{"projects", "sso"}) || stale != 0 {
+		t.Fatalf("handles kept: %q, %d stale", keys, stale)
+	}
+	// The same catalog with one more feature, first in the list.
+	var catalog map[string]any
+	if err := json.Unmarshal(testCatalog(60), &catalog); err != nil {
+		t.Fatal(err)
+	}
+	catalog["features"] = append([]any{map[string]any{"key": "audit_log", "type": "flag", "default": true}},
+		catalog["features"].([]any)...)
+	changed, err := json.Marshal(catalog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edge.publish(changed)
+	eventually(t, 20*time.Second, "version 2", func() bool { return e.Version() == 2 })
+	eventually(t, 10*time.Second, "the stale handles to be dropped", func() bool {
+		_, stale := entitle.FeatureKeys(e)
+		return stale == 0
+	})
+	if !e.Enabled("cus_pro", "audit_log") || e.Limit("cus_pro", "projects").Value != 60 || !e.Enabled("cus_pro", "sso") {
+		t.Error("version 2 by key")
+	}
+	if keys, stale := entitle.FeatureKeys(e); !slices.Equal(keys, []string{"audit_log", "projects", "sso"}) || stale != 0 {
+		t.Errorf("handles kept: %q, %d stale", keys, stale)
 	}
 }
