@@ -593,22 +593,17 @@ func (e *Engine) EnabledAt(customer, feature string, at time.Time) bool {
 }
 
 func (e *Engine) enabled(customer, feature string, hasAt bool, at int64) bool {
-	// The hot path is flat (every call costs spilled registers): the handle, then the C call.
+	// Flat (every call level costs spilled registers): the handle and its C call; else the whole
+	// decision by key, which tells whether the key is a feature.
+	cp, cn := cStr(customer)
 	if t := e.keys.cur.Load(); t != nil {
 		if h, ok := t.get(feature); ok {
-			cp, cn := cStr(customer)
 			r := C.goe_feature_enabled(e.guardAddr(), h, cp, cn, C.bool(hasAt), C.int64_t(at))
 			runtime.KeepAlive(e) // e's cleanup frees the guard: not before the call has returned
 			return bool(r)
 		}
 	}
-	return e.enabledByKey(customer, feature, hasAt, at)
-}
-
-// enabledByKey is Enabled for a key without a handle.
-func (e *Engine) enabledByKey(customer, feature string, hasAt bool, at int64) bool {
 	var d C.entitle_decision
-	cp, cn := cStr(customer)
 	fp, fn := cStr(feature)
 	r := C.goe_check(e.guardAddr(), cp, cn, fp, fn, C.bool(hasAt), C.int64_t(at), &d)
 	runtime.KeepAlive(e)
@@ -623,7 +618,7 @@ func (e *Engine) enabledByKey(customer, feature string, hasAt bool, at int64) bo
 	}
 	// Bytes that are not UTF-8 (or a library failure): the library's call by key answers.
 	b := C.goe_enabled(e.guardAddr(), cp, cn, fp, fn, C.bool(hasAt), C.int64_t(at))
-	runtime.KeepAlive(e) // e's cleanup frees the guard: not before the call has returned
+	runtime.KeepAlive(e)
 	return bool(b)
 }
 

@@ -118,6 +118,9 @@ type keyTable struct {
 	entries []keyEntry
 	slots   []keySlot
 	mask    uint64
+	// lengths has bit min(n, 63) set for each key of n bytes: most keys that are no features
+	// (each lookup of one takes the path by key) are told apart by their length alone.
+	lengths uint64
 }
 
 // keySlot is a used slot when n > 0 (learn never keeps the empty key). For keys of up to 16 bytes,
@@ -142,6 +145,7 @@ func newKeyTable(entries []keyEntry) *keyTable {
 			i = (i + 1) & t.mask
 		}
 		t.slots[i] = keySlot{a: a, b: b, n: len(en.key), key: en.key, h: en.h}
+		t.lengths |= 1 << min(len(en.key), 63)
 	}
 	return t
 }
@@ -150,6 +154,9 @@ func newKeyTable(entries []keyEntry) *keyTable {
 // that calls nothing (a call costs spilled registers): keyWords by hand, and no byte comparison.
 func (t *keyTable) get(key string) (C.entitle_feature, bool) {
 	n := uintptr(len(key))
+	if t.lengths&(1<<min(n, 63)) == 0 {
+		return C.entitle_feature{}, false
+	}
 	if n > 16 {
 		return t.getLong(key)
 	}
