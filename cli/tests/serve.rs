@@ -987,6 +987,68 @@ fn idle_connections_cannot_hold_every_descriptor() {
 }
 
 #[test]
+fn a_stalled_access_log_reader_does_not_stall_the_server() {
+    let dir = TempDir::new("cli-serve");
+    let edge = dir.path("edge");
+    ok(&["publish", &catalog(&dir, "c1.json", 10), "--edge", &edge]);
+    // The access log goes to a pipe that nobody reads for now.
+    let (mut log, writer) = std::io::pipe().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_entitle"));
+    cmd.args(["serve", "--addr", "127.0.0.1:0", &edge, "--access-log"])
+        .stderr(writer);
+    let process = Running::spawn(cmd);
+    let mut server = Server {
+        addr: address(&process.line()),
+        process,
+    };
+    eventually("ready", || {
+        (server.get("/healthz", &[]).status == 200).then_some(())
+    });
+    // Far more lines than the pipe (64 KiB: some 500 lines) and the server's queue hold: 12,000
+    // requests, 500 pipelined on each connection.
+    for c in 0..24 {
+        let mut s = TcpStream::connect(&server.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut batch = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".repeat(499);
+        batch.push_str("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        s.write_all(batch.as_bytes()).unwrap();
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        let answered = raw.windows(15).filter(|w| w == b"HTTP/1.1 200 OK").count();
+        assert_eq!(answered, 500, "connection {c}");
+    }
+    assert!(server.metric("entitle_edge_access_log_dropped_total", &[]) > 0.0);
+    // Once read again, the log carries whole lines, and new requests are logged again.
+    let lines = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = log.read_to_string(&mut text);
+        text
+    });
+    eventually("a logged request after the stall", || {
+        let dropped = server.metric("entitle_edge_access_log_dropped_total", &[]);
+        assert_eq!(server.get("/nope", &[]).status, 404);
+        (server.metric("entitle_edge_access_log_dropped_total", &[]) == dropped).then_some(())
+    });
+    // A graceful stop writes out what is still queued.
+    server.terminate();
+    let exit = eventually("the server to exit", || {
+        server.process.child.try_wait().unwrap()
+    });
+    assert!(exit.success(), "{exit:?}");
+    let text = lines.join().unwrap();
+    for line in text.lines() {
+        let entry: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(entry["status"].is_number(), "{line}");
+    }
+    assert!(
+        text.lines().count() >= 500,
+        "{} lines",
+        text.lines().count()
+    );
+    assert!(text.contains("\"/nope\""));
+}
+
+#[test]
 fn a_head_that_takes_too_long_is_cut_off() {
     let dir = TempDir::new("cli-serve");
     let edge = dir.path("edge");

@@ -15,6 +15,8 @@ pub struct Metrics {
     pub bytes: AtomicU64,
     /// Long-polls being held now.
     pub long_polls: AtomicU64,
+    /// Access log lines dropped because the log's reader fell behind.
+    pub access_log_dropped: AtomicU64,
     /// The served manifest's version, or -1 without a valid manifest.
     pub manifest_version: AtomicI64,
     /// The served manifest's `created_at` (unix seconds), or -1.
@@ -27,6 +29,7 @@ impl Default for Metrics {
             by_status: (100..600).map(|_| AtomicU64::new(0)).collect(),
             bytes: AtomicU64::new(0),
             long_polls: AtomicU64::new(0),
+            access_log_dropped: AtomicU64::new(0),
             manifest_version: AtomicI64::new(-1),
             manifest_created_at: AtomicI64::new(-1),
         }
@@ -108,6 +111,12 @@ impl Metrics {
             "Response body bytes sent.",
             load(&self.bytes),
         );
+        metric(
+            "entitle_edge_access_log_dropped_total",
+            "counter",
+            "Access log lines dropped because the log's reader fell behind.",
+            load(&self.access_log_dropped),
+        );
         let version = self.manifest_version.load(Ordering::Relaxed);
         metric(
             "entitle_edge_manifest_version",
@@ -175,6 +184,7 @@ mod tests {
         m.record(200, 5);
         m.record(304, 0);
         m.record(999, 1);
+        m.access_log_dropped.store(3, Ordering::Relaxed);
         m.manifest_version.store(7, Ordering::Relaxed);
         m.manifest_created_at.store(100, Ordering::Relaxed);
         let state = StateSource::default();
@@ -185,6 +195,7 @@ mod tests {
         assert!(!text.contains("code=\"999\""));
         assert!(text.contains("entitle_edge_response_bytes_total 16\n"));
         assert!(text.contains("entitle_edge_manifest_version 7\n"));
+        assert!(text.contains("entitle_edge_access_log_dropped_total 3\n"));
         assert!(text.contains("entitle_edge_manifest_age_seconds 30\n"));
         assert!(text.contains("# TYPE entitle_edge_connections gauge\n"));
         assert!(text.contains("entitle_edge_state_version -1\n"));

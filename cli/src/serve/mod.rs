@@ -5,6 +5,7 @@
 //! - [`conn`]: the hardened connection loop (deadlines, limits, caps, eviction, graceful shutdown),
 //!   shared with the binary's other servers;
 //! - [`files`]: reading edge files without following links or reading beyond a bound;
+//! - [`log`]: the access log, written by a thread of its own;
 //! - [`manifest`]: the manifest as served, its watcher, and the engine fed from it;
 //! - [`routes`]: the HTTP routes and the guard in front of them;
 //! - [`state`]: the customer-state document;
@@ -12,6 +13,7 @@
 
 pub mod conn;
 pub mod files;
+pub mod log;
 pub mod manifest;
 pub mod metrics;
 pub mod routes;
@@ -210,14 +212,26 @@ pub fn run(args: Args) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let (access_log, flushed) = match args.access_log {
+        true => {
+            let (log, flushed) = log::AccessLog::start()?;
+            (Some(log), Some(flushed))
+        }
+        false => (None, None),
+    };
     let result = runtime.block_on(serve(
         args,
         root,
         token,
         upstream.map(|e| (e, upstream_token)),
         limits,
+        access_log,
     ));
     runtime.shutdown_timeout(Duration::from_secs(1));
+    // Every task, and with them the log's senders, is gone: write out what is queued.
+    if let Some(flushed) = flushed {
+        flushed.wait(Duration::from_secs(1));
+    }
     result
 }
 
@@ -227,6 +241,7 @@ async fn serve(
     token: Option<String>,
     upstream: Option<(Arc<Engine>, Option<String>)>,
     limits: Limits,
+    access_log: Option<log::AccessLog>,
 ) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(&args.addr)
         .await
@@ -284,7 +299,7 @@ async fn serve(
         metrics,
         conns: Arc::clone(&conns),
         shutdown: shutdown.clone(),
-        access_log: args.access_log,
+        access_log,
         max_file_bytes: args.max_file_bytes,
     });
     tokio::spawn(async move {

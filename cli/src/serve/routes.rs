@@ -22,6 +22,7 @@ use tokio::sync::watch;
 
 use super::conn::{wait_true, ConnStats, Peer};
 use super::files::{self, Refusal};
+use super::log::AccessLog;
 use super::manifest::Watcher;
 use super::metrics::Metrics;
 use super::state::{customer_state, StateSource};
@@ -50,8 +51,8 @@ pub struct Edge {
     pub conns: Arc<ConnStats>,
     /// Turns true at shutdown; held long-polls then answer at once.
     pub shutdown: watch::Receiver<bool>,
-    /// Whether to print one JSON line per request on stderr.
-    pub access_log: bool,
+    /// Where to write one JSON line per request, when asked to.
+    pub access_log: Option<AccessLog>,
     /// Largest snapshot or delta served.
     pub max_file_bytes: u64,
 }
@@ -139,7 +140,7 @@ async fn guard(State(edge): State<Arc<Edge>>, req: Request, next: Next) -> Respo
     let status = response.status().as_u16();
     let bytes = body_bytes(&method, &response);
     edge.metrics.record(status, bytes);
-    if edge.access_log {
+    if let Some(log) = &edge.access_log {
         let time = UNIX_EPOCH.elapsed().map_or(0.0, |d| d.as_secs_f64());
         let line = json!({
             "time": (time * 1000.0).round() / 1000.0,
@@ -150,7 +151,11 @@ async fn guard(State(edge): State<Arc<Edge>>, req: Request, next: Next) -> Respo
             "bytes": bytes,
             "ms": (start.elapsed().as_secs_f64() * 1e6).round() / 1e3,
         });
-        eprintln!("{line}");
+        if !log.line(line.to_string()) {
+            edge.metrics
+                .access_log_dropped
+                .fetch_add(1, Ordering::Relaxed);
+        }
     }
     response
 }
