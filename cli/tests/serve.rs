@@ -622,6 +622,39 @@ fn upstream_edges_chain_and_answer_the_state_api() {
     assert_eq!(state["subscriptions"], expected_subscriptions(&c2, "cus_a"));
 }
 
+#[test]
+fn healthz_shows_problems_only_to_clients_with_the_token() {
+    let dir = TempDir::new("cli-serve");
+    let token = dir.path("token");
+    std::fs::write(&token, "t0ken").unwrap();
+    // An upstream that refuses connections, named with credentials in its URL.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://user:s3cret@{}/edge?key=k3y",
+        dead.local_addr().unwrap()
+    );
+    drop(dead);
+    let relay = Server::start(None, &["--upstream", &url, "--token-file", &token]);
+    let anonymous = eventually("the failed sync", || {
+        let r = relay.get("/healthz", &[]);
+        (r.status == 503).then_some(r)
+    });
+    let body = String::from_utf8_lossy(&anonymous.body).into_owned();
+    assert_eq!(anonymous.json()["status"], "unavailable");
+    for secret in ["s3cret", "k3y", "user", "127.0.0.1"] {
+        assert!(!body.contains(secret), "{secret} in {body}");
+    }
+    let authorized = eventually("the problems", || {
+        let r = relay.get("/healthz", &[("Authorization", "Bearer t0ken")]);
+        let problems = r.json()["problems"].clone();
+        (problems.as_array().is_some_and(|p| !p.is_empty())).then_some(problems)
+    });
+    assert!(
+        authorized.to_string().contains("upstream sync"),
+        "{authorized}"
+    );
+}
+
 /// Opens `n` connections to `addr` that send nothing.
 fn idle_connections(addr: &str, n: usize) -> Vec<TcpStream> {
     (0..n).map(|_| TcpStream::connect(addr).unwrap()).collect()

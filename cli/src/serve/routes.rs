@@ -356,7 +356,9 @@ async fn customer(
     }
 }
 
-async fn healthz(State(edge): State<Arc<Edge>>) -> Response {
+/// `/healthz`: ready or not for anyone (load balancers carry no token); the problems, which name
+/// paths and the upstream URL (credentials included), only for a request with the token.
+async fn healthz(State(edge): State<Arc<Edge>>, headers: HeaderMap) -> Response {
     let mut problems = Vec::new();
     let mut version = None;
     if let Some(w) = &edge.watcher {
@@ -391,15 +393,15 @@ async fn healthz(State(edge): State<Arc<Edge>>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    json_response(
-        status,
-        &json!({
-            "status": if ready { "ready" } else { "unavailable" },
-            "version": version,
-            "state_version": served,
-            "problems": problems,
-        }),
-    )
+    let mut body = json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "version": version,
+        "state_version": served,
+    });
+    if authorized(&headers, edge.token.as_deref()) {
+        body["problems"] = json!(problems);
+    }
+    json_response(status, &body)
 }
 
 async fn metrics(State(edge): State<Arc<Edge>>) -> Response {
