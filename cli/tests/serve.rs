@@ -623,7 +623,7 @@ fn upstream_edges_chain_and_answer_the_state_api() {
 }
 
 #[test]
-fn healthz_shows_problems_only_to_clients_with_the_token() {
+fn healthz_shows_problems_only_to_clients_with_the_token_and_no_credentials() {
     let dir = TempDir::new("cli-serve");
     let token = dir.path("token");
     std::fs::write(&token, "t0ken").unwrap();
@@ -649,10 +649,13 @@ fn healthz_shows_problems_only_to_clients_with_the_token() {
         let problems = r.json()["problems"].clone();
         (problems.as_array().is_some_and(|p| !p.is_empty())).then_some(problems)
     });
-    assert!(
-        authorized.to_string().contains("upstream sync"),
-        "{authorized}"
-    );
+    let shown = authorized.to_string();
+    assert!(shown.contains("upstream sync"), "{shown}");
+    // Even then the URL's credentials and query are left out; its host is named.
+    assert!(shown.contains("http://127.0.0.1:"), "{shown}");
+    for secret in ["s3cret", "k3y", "user"] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
 }
 
 /// Opens `n` connections to `addr` that send nothing.

@@ -124,6 +124,26 @@ pub fn check_token(token: &[u8]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(token).into_owned())
 }
 
+/// `url` without its credentials and query (`https://user:key@host/p?token=x` becomes
+/// `https://host/p?…`), to be shown where the URL's secrets must not be.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (rest, query) = match rest.split_once(['?', '#']) {
+        Some((before, _)) => (before, "?…"),
+        None => (rest, ""),
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let scheme = if scheme.is_empty() {
+        String::new()
+    } else {
+        format!("{scheme}://")
+    };
+    format!("{scheme}{host}{path}{query}")
+}
+
 /// Raises the soft limit on open files to the hard limit: every held connection is a descriptor.
 #[cfg(unix)]
 fn raise_fd_limit() {
@@ -275,6 +295,7 @@ async fn serve(
             Content {
                 source,
                 upstream: Some(engine),
+                upstream_url: args.upstream.clone(),
             }
         }
         (None, Some(w)) => {
@@ -283,6 +304,7 @@ async fn serve(
             Content {
                 source,
                 upstream: None,
+                upstream_url: None,
             }
         }
         (None, None) => return Err("serve: a directory or --upstream is required".to_owned()),
@@ -309,7 +331,7 @@ async fn serve(
     {
         let what = match (&args.dir, &args.upstream) {
             (Some(dir), _) => dir.display().to_string(),
-            (None, Some(url)) => format!("upstream {url}"),
+            (None, Some(url)) => format!("upstream {}", redact_url(url)),
             (None, None) => String::new(),
         };
         let mut out = std::io::stdout().lock();
@@ -355,6 +377,19 @@ async fn wait_for_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_lose_their_secrets() {
+        for (url, shown) in [
+            ("http://user:pw@host:1/edge?key=k#f", "http://host:1/edge?…"),
+            ("https://host/edge/", "https://host/edge/"),
+            ("https://a@b@host", "https://host"),
+            ("http://host?x=1", "http://host?…"),
+            ("host/path", "host/path"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
 
     #[test]
     fn tokens_a_client_cannot_send_are_refused() {

@@ -33,6 +33,8 @@ pub struct Content {
     pub source: Arc<StateSource>,
     /// With `--upstream`: the engine syncing from the upstream edge (its status feeds `/healthz`).
     pub upstream: Option<Arc<Engine>>,
+    /// With `--upstream`: its URL, left out of what `/healthz` shows.
+    pub upstream_url: Option<String>,
 }
 
 /// Everything the handlers share.
@@ -357,7 +359,8 @@ async fn customer(
 }
 
 /// `/healthz`: ready or not for anyone (load balancers carry no token); the problems, which name
-/// paths and the upstream URL (credentials included), only for a request with the token.
+/// paths and the upstream host, only for a request with the token, and never the upstream URL's
+/// credentials or query.
 async fn healthz(State(edge): State<Arc<Edge>>, headers: HeaderMap) -> Response {
     let mut problems = Vec::new();
     let mut version = None;
@@ -399,6 +402,13 @@ async fn healthz(State(edge): State<Arc<Edge>>, headers: HeaderMap) -> Response 
         "state_version": served,
     });
     if authorized(&headers, edge.token.as_deref()) {
+        if let Some(url) = &edge.content.upstream_url {
+            let (given, shown) = (url.trim_end_matches('/'), super::redact_url(url));
+            let shown = shown.trim_end_matches('/');
+            for p in &mut problems {
+                *p = p.replace(given, shown);
+            }
+        }
         body["problems"] = json!(problems);
     }
     json_response(status, &body)
