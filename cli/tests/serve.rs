@@ -656,6 +656,14 @@ fn healthz_shows_problems_only_to_clients_with_the_token_and_no_credentials() {
     for secret in ["s3cret", "k3y", "user"] {
         assert!(!shown.contains(secret), "{secret} in {shown}");
     }
+    // Nor does the line naming the address.
+    let other = Running::start(&["serve", "--upstream", &url, "--addr", "127.0.0.1:0"]);
+    let line = other.line();
+    assert!(
+        line.starts_with("serving upstream http://127.0.0.1:"),
+        "{line}"
+    );
+    assert!(!line.contains("s3cret") && !line.contains("k3y"), "{line}");
 }
 
 /// Opens `n` connections to `addr` that send nothing.
