@@ -1126,4 +1126,23 @@ fn a_head_that_takes_too_long_is_cut_off() {
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
     assert!(String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 431"));
+    // A malformed head: 400.
+    let mut s = TcpStream::connect(&server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /manifest.json\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    assert!(String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 400"));
+    // All three are counted, though no handler saw them.
+    eventually("the three to be counted", || {
+        let text = String::from_utf8(server.get("/metrics", &[]).body).unwrap();
+        [
+            "entitle_edge_connections_head_timeouts_total 1\n",
+            "entitle_edge_requests_total{code=\"431\"} 1\n",
+            "entitle_edge_requests_total{code=\"400\"} 1\n",
+        ]
+        .iter()
+        .all(|line| text.contains(line))
+        .then_some(())
+    });
 }

@@ -91,6 +91,29 @@ pub struct ConnStats {
     pub accept_errors: AtomicU64,
     /// Connections closed because the client stopped reading a response.
     pub write_timeouts: AtomicU64,
+    /// Connections closed because no whole request head arrived within the deadline (idle
+    /// keep-alive connections included).
+    pub head_timeouts: AtomicU64,
+    /// Request heads answered `400` by the HTTP layer (malformed), before any handler.
+    pub bad_heads: AtomicU64,
+    /// Request heads answered `431` by the HTTP layer (too large or too many fields).
+    pub large_heads: AtomicU64,
+}
+
+impl ConnStats {
+    /// Counts how a connection ended, when the HTTP layer ended it.
+    fn ended(&self, error: &hyper::Error) {
+        let counter = if error.is_timeout() {
+            &self.head_timeouts
+        } else if error.is_parse_too_large() {
+            &self.large_heads
+        } else if error.is_parse() && !error.is_parse_version_h2() {
+            &self.bad_heads
+        } else {
+            return;
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// The peer address of the connection a request arrived on (a request extension).
@@ -284,7 +307,12 @@ async fn connection(
     let mut shutting_down = false;
     loop {
         tokio::select! {
-            _ = conn.as_mut() => break,
+            ended = conn.as_mut() => {
+                if let Err(e) = ended {
+                    shared.stats.ended(&e);
+                }
+                break;
+            }
             _ = close.notified() => break,
             _ = wait_true(&mut shutdown), if !shutting_down => {
                 shutting_down = true;

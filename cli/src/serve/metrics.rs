@@ -94,6 +94,13 @@ impl Metrics {
             load(&conns.write_timeouts),
         );
         metric(
+            "entitle_edge_connections_head_timeouts_total",
+            "counter",
+            "Connections closed because no whole request head arrived in time (idle keep-alive \
+             connections included).",
+            load(&conns.head_timeouts),
+        );
+        metric(
             "entitle_edge_accept_errors_total",
             "counter",
             "Failed accepts (for example out of file descriptors).",
@@ -160,7 +167,13 @@ impl Metrics {
              # TYPE entitle_edge_requests_total counter"
         );
         for (i, c) in self.by_status.iter().enumerate() {
-            let n = c.load(Ordering::Relaxed);
+            // Heads the HTTP layer refused never reached a handler; they are answered all the same.
+            let refused = match i + 100 {
+                400 => conns.bad_heads.load(Ordering::Relaxed),
+                431 => conns.large_heads.load(Ordering::Relaxed),
+                _ => 0,
+            };
+            let n = c.load(Ordering::Relaxed) + refused;
             if n > 0 {
                 let _ = writeln!(
                     out,
@@ -189,10 +202,14 @@ mod tests {
         m.manifest_created_at.store(100, Ordering::Relaxed);
         let state = StateSource::default();
         state.deltas_applied.store(2, Ordering::Relaxed);
-        let text = m.render(&ConnStats::default(), 130, &state);
+        let conns = ConnStats::default();
+        conns.large_heads.store(4, Ordering::Relaxed);
+        let text = m.render(&conns, 130, &state);
         assert!(text.contains("entitle_edge_requests_total{code=\"200\"} 2\n"));
         assert!(text.contains("entitle_edge_requests_total{code=\"304\"} 1\n"));
         assert!(!text.contains("code=\"999\""));
+        assert!(text.contains("entitle_edge_requests_total{code=\"431\"} 4\n"));
+        assert!(!text.contains("code=\"400\""));
         assert!(text.contains("entitle_edge_response_bytes_total 16\n"));
         assert!(text.contains("entitle_edge_manifest_version 7\n"));
         assert!(text.contains("entitle_edge_access_log_dropped_total 3\n"));
