@@ -443,6 +443,29 @@ fn customer_state_answers_like_check_and_follows_publishes() {
         state["subscriptions"],
         expected_subscriptions(&dir.path("c2.json"), "cus_a")
     );
+
+    // Hostile ids and times: JSON errors, never stored.
+    let unknown = server.get("/v1/customers/%22%3Cx%3E%00/state", &auth);
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.json()["error"], "customer \"<x>\u{0} not found");
+    for target in [
+        "/v1/customers/%ff%fe/state",
+        "/v1/customers/cus_a/state?at=soon",
+        "/v1/customers/cus_a/state?at=1&at=2",
+        "/v1/customers/cus_a/state?at=99999999999999999999",
+    ] {
+        let r = server.get(target, &auth);
+        assert_eq!(r.status, 400, "{target}");
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/json"),
+            "{target}"
+        );
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{target}");
+        assert!(r.json()["error"].is_string(), "{target}");
+    }
+    let extreme = server.get(&format!("/v1/customers/cus_a/state?at={}", i64::MIN), &auth);
+    assert_eq!(extreme.status, 200);
 }
 
 /// A catalog where `cus_a` has `projects` = `n` and one subscription `sub_n` of `quantity` seats.

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::{Path, Request, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -317,6 +318,10 @@ async fn artifact(State(edge): State<Arc<Edge>>, req: Request) -> Response {
     (StatusCode::OK, headers, body).into_response()
 }
 
+fn bad_request(message: &str) -> Response {
+    json_response(StatusCode::BAD_REQUEST, &json!({ "error": message }))
+}
+
 #[derive(serde::Deserialize)]
 struct StateQuery {
     at: Option<i64>,
@@ -324,9 +329,15 @@ struct StateQuery {
 
 async fn customer(
     State(edge): State<Arc<Edge>>,
-    Path(id): Path<String>,
-    axum::extract::Query(q): axum::extract::Query<StateQuery>,
+    id: Result<Path<String>, PathRejection>,
+    q: Result<Query<StateQuery>, QueryRejection>,
 ) -> Response {
+    // The API's errors are JSON, like its answers.
+    let (id, q) = match (id, q) {
+        (Ok(Path(id)), Ok(Query(q))) => (id, q),
+        (Err(e), _) => return bad_request(&e.body_text()),
+        (_, Err(e)) => return bad_request(&e.body_text()),
+    };
     let Some(served) = edge.content.source.current() else {
         return json_response(
             StatusCode::SERVICE_UNAVAILABLE,
