@@ -276,6 +276,42 @@ fn sigterm_answers_held_long_polls_and_exits() {
 }
 
 #[test]
+fn sigterm_does_not_wait_for_connections_that_never_sent_a_request() {
+    let dir = TempDir::new("cli-serve");
+    let edge = dir.path("edge");
+    ok(&["publish", &catalog(&dir, "c1.json", 10), "--edge", &edge]);
+    let mut server = Server::start(Some(&edge), &["--shutdown-timeout", "20"]);
+    assert_eq!(server.get("/healthz", &[]).status, 200);
+    let _idle = TcpStream::connect(&server.addr).unwrap();
+    let mut slow = TcpStream::connect(&server.addr).unwrap();
+    slow.write_all(b"GET /manifest.json HTTP/1.1\r\nX-Slow: aaa")
+        .unwrap();
+    // A request being answered is still let finish.
+    let mut reading = TcpStream::connect(&server.addr).unwrap();
+    reading
+        .write_all(b"GET /manifest.json HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = Instant::now();
+    server.terminate();
+    let exit = eventually("the server to exit", || {
+        server.process.child.try_wait().unwrap()
+    });
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "exited after {:?}, not at the shutdown timeout",
+        sent.elapsed()
+    );
+    reading
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = reading.read_to_end(&mut raw);
+    assert!(String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 200"));
+}
+
+#[test]
 fn token_files_with_unsendable_tokens_are_refused() {
     let dir = TempDir::new("cli-serve");
     let edge = dir.path("edge");

@@ -17,9 +17,10 @@
 //!   trusted request can therefore never lock a real client out;
 //!   only when every connection is trusted is a new one refused (`503`).
 //!
-//! Shutdown: once the shutdown signal fires, the listener is closed, every connection finishes the
-//! request it is serving (handlers see the same signal and answer at once) and closes; whatever is
-//! still open after [`Limits::shutdown_timeout`] is dropped.
+//! Shutdown: once the shutdown signal fires, the listener is closed, a connection that never sent a
+//! whole request is closed at once, every other one finishes the request it is serving (handlers
+//! see the same signal and answer at once) and closes; whatever is still open after
+//! [`Limits::shutdown_timeout`] is dropped.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -290,10 +291,14 @@ async fn connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let trusted = Arc::new(AtomicBool::new(false));
+    // Whether a whole request ever arrived: one that never did has nothing in flight.
+    let asked = Arc::new(AtomicBool::new(false));
     let service = {
         let shared = Arc::clone(&shared);
         let trusted = Arc::clone(&trusted);
+        let asked = Arc::clone(&asked);
         hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            asked.store(true, Ordering::Relaxed);
             if !trusted.load(Ordering::Relaxed) && trust(&req) {
                 trusted.store(true, Ordering::Relaxed);
                 shared.promote(id);
@@ -315,6 +320,11 @@ async fn connection(
             }
             _ = close.notified() => break,
             _ = wait_true(&mut shutdown), if !shutting_down => {
+                // A connection that never sent a whole request (idle, or trickling its first
+                // head) is closed at once; the others finish the request they are on.
+                if !asked.load(Ordering::Relaxed) {
+                    break;
+                }
                 shutting_down = true;
                 conn.as_mut().graceful_shutdown();
             }
