@@ -193,6 +193,24 @@ class ErrorsTest < Minitest::Test
     assert_raises(ArgumentError) { @engine.wait_ready(1, 2) }
   end
 
+  # A missing argument with keywords given is an arity error, as without them; the keywords'
+  # Hash was taken for the missing argument (TypeError: "feature must be a String or Symbol, not
+  # Hash").
+  def test_keywords_do_not_stand_in_for_a_missing_argument
+    sso = @engine.feature("sso")
+    projects = @engine.feature("projects")
+    [-> { @engine.enabled?("cus_pro", at: AT) }, -> { @engine.limit("cus_pro", at: AT) },
+     -> { @engine.check("cus_pro", at: AT) }, -> { @engine.allows?("cus_pro", "projects", requested: 2) },
+     -> { sso.enabled?(at: AT) }, -> { projects.limit(at: AT) }, -> { sso.check(at: AT) },
+     -> { projects.allows?("cus_pro", requested: 2) }].each do |call|
+      error = assert_raises(ArgumentError) { call.call }
+      assert_match(/wrong number of arguments/, error.message)
+    end
+    assert @engine.enabled?("cus_pro", "sso", at: AT) # keywords in their place still work
+    assert projects.allows?("cus_pro", 49, requested: 1, at: AT)
+    assert_raises(TypeError) { @engine.enabled?("cus_pro", {at: AT}) } # a Hash is not a feature
+  end
+
   def test_engines_cannot_be_made_with_new
     assert_raises(NoMethodError) { Entitle::Engine.new }
     assert_raises(TypeError) { Entitle::Engine.allocate }

@@ -31,6 +31,9 @@ class EventsTest < Minitest::Test
       end
       first = engine.next_event(after: 0, timeout: 0)
       assert_equal 1, first.seq
+      # A negative sequence number was taken as 2**64 - 1: no event is after it, so the reader
+      # waited for ever.
+      assert_raises(ArgumentError) { engine.next_event(after: -1, timeout: 0) }
       assert_equal 2, engine.next_event(after: first.seq, timeout: 1).seq
       listener = Thread.list.find { |t| t.name == "entitle-on-change" }
       assert listener

@@ -41,4 +41,26 @@ class RactorTest < Minitest::Test
     assert status&.success?, err
     assert_equal "ok 3\n", out
   end
+
+  # on_change works inside a Ractor too (it raised Ractor::IsolationError there, after starting
+  # its thread).
+  def test_on_change_inside_a_ractor
+    Dir.mktmpdir do |dir|
+      out, err, status, = run_ruby(<<~RUBY, JSON.generate(catalog), snapshots(dir)[:v1], timeout: 120)
+        Warning[:experimental] = false
+        ractor = Ractor.new(ARGV[0].freeze, ARGV[1].freeze) do |catalog, snapshot|
+          engine = Entitle::Engine.from_catalog(catalog)
+          changes = Thread::Queue.new
+          engine.on_change { |event| changes << [event.old_version, event.new_version] }
+          engine.replace_file(snapshot)
+          change = changes.pop
+          engine.close
+          change
+        end
+        puts ractor.take.inspect
+      RUBY
+      assert status&.success?, err
+      assert_equal "[0, 1]\n", out
+    end
+  end
 end

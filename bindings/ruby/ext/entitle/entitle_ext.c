@@ -164,23 +164,38 @@ raise_closed(void)
  * Arguments
  */
 
-/* A customer id or feature key: a String (its bytes, without copying, when it is UTF-8, ASCII or
- * binary, or only ASCII; otherwise transcoded to UTF-8) or a Symbol. `*keep` receives the object
- * that owns the bytes: keep it alive (RB_GC_GUARD) until the library call returns. */
-static inline void
-key_arg(VALUE v, const uint8_t **p, size_t *n, VALUE *keep, const char *what)
+/* The TypeError for an argument `v` of the wrong type (`what` must be `expected`). `last` tells
+ * that `v` is the last argument of a call that skipped split_args (the lookups do when they get
+ * exactly as many arguments as they take): a Hash there while keywords were given is the keywords
+ * standing in for a missing argument (`enabled?("cus", at: t)`), an ArgumentError as without
+ * them. Checked here, off the common path, to cost the lookups nothing. */
+static NORETURN(void arg_type_error(VALUE v, const char *what, const char *expected, bool last));
+
+static void
+arg_type_error(VALUE v, const char *what, const char *expected, bool last)
 {
-    if (RB_UNLIKELY(!RB_TYPE_P(v, T_STRING))) {
-        if (RB_SYMBOL_P(v)) {
-            v = rb_sym2str(v);
-        } else {
-            rb_raise(rb_eTypeError, "%s must be a String or Symbol, not %" PRIsVALUE, what,
-                     rb_obj_class(v));
+    if (last && RB_TYPE_P(v, T_HASH) && rb_keyword_given_p()) {
+        rb_raise(rb_eArgError,
+                 "wrong number of arguments (%s is missing; keywords cannot take its place)", what);
+    }
+    rb_raise(rb_eTypeError, "%s must be %s, not %" PRIsVALUE, what, expected, rb_obj_class(v));
+}
+
+/* key_arg's other cases: a Symbol, a String to transcode, or the wrong type. */
+static NOINLINE(void key_arg_slow(VALUE v, const uint8_t **p, size_t *n, VALUE *keep,
+                                  const char *what, bool last));
+
+static void
+key_arg_slow(VALUE v, const uint8_t **p, size_t *n, VALUE *keep, const char *what, bool last)
+{
+    if (!RB_TYPE_P(v, T_STRING)) {
+        if (!RB_SYMBOL_P(v)) {
+            arg_type_error(v, what, "a String or Symbol", last);
         }
+        v = rb_sym2str(v);
     }
     int idx = RB_ENCODING_GET_INLINED(v);
-    if (RB_UNLIKELY(idx != enc_utf8 && idx != enc_usascii && idx != enc_binary &&
-                    !rb_enc_str_asciionly_p(v))) {
+    if (idx != enc_utf8 && idx != enc_usascii && idx != enc_binary && !rb_enc_str_asciionly_p(v)) {
         /* Strict: a String that cannot be transcoded raises Encoding::UndefinedConversionError
          * or Encoding::InvalidByteSequenceError (rb_str_export_to_enc would hand back its raw
          * bytes, which could spell another, valid UTF-8 id). */
@@ -189,6 +204,25 @@ key_arg(VALUE v, const uint8_t **p, size_t *n, VALUE *keep, const char *what)
     *p = (const uint8_t *)RSTRING_PTR(v);
     *n = (size_t)RSTRING_LEN(v);
     *keep = v;
+}
+
+/* A customer id or feature key: a String (its bytes, without copying, when it is UTF-8, ASCII or
+ * binary, or only ASCII; otherwise transcoded to UTF-8) or a Symbol. `*keep` receives the object
+ * that owns the bytes: keep it alive (RB_GC_GUARD) until the library call returns. `last`: see
+ * arg_type_error. The common case, a String passed as it is, is inline; the rest is not. */
+static inline __attribute__((always_inline)) void
+key_arg(VALUE v, const uint8_t **p, size_t *n, VALUE *keep, const char *what, bool last)
+{
+    if (RB_LIKELY(RB_TYPE_P(v, T_STRING))) {
+        int idx = RB_ENCODING_GET_INLINED(v);
+        if (RB_LIKELY(idx == enc_utf8 || idx == enc_usascii || idx == enc_binary)) {
+            *p = (const uint8_t *)RSTRING_PTR(v);
+            *n = (size_t)RSTRING_LEN(v);
+            *keep = v;
+            return;
+        }
+    }
+    key_arg_slow(v, p, n, keep, what, last);
 }
 
 /* `at:`: a Time, an Integer or a Float of unix seconds (a Float is floored). */
@@ -213,9 +247,9 @@ at_arg(VALUE v)
              rb_obj_class(v));
 }
 
-/* A whole number 0 ..= 2**64-1 (usage, requested). */
+/* A whole number 0 ..= 2**64-1 (usage, requested). `last`: see arg_type_error. */
 static uint64_t
-count_arg(VALUE v, const char *what)
+count_arg(VALUE v, const char *what, bool last)
 {
     if (RB_FIXNUM_P(v)) {
         long x = FIX2LONG(v);
@@ -230,7 +264,7 @@ count_arg(VALUE v, const char *what)
         }
         return rb_big2ull(v); /* RangeError above 2**64-1 */
     }
-    rb_raise(rb_eTypeError, "%s must be an Integer, not %" PRIsVALUE, what, rb_obj_class(v));
+    arg_type_error(v, what, "an Integer", last);
 }
 
 /* Splits `argc/argv` into positional arguments (between `min` and `max`) and the keywords named
@@ -617,8 +651,8 @@ engine_enabled_p(int argc, VALUE *argv, VALUE self)
     const uint8_t *c, *f;
     size_t cn, fn;
     VALUE ck, fk;
-    key_arg(argv[0], &c, &cn, &ck, "customer");
-    key_arg(argv[1], &f, &fn, &fk, "feature");
+    key_arg(argv[0], &c, &cn, &ck, "customer", false);
+    key_arg(argv[1], &f, &fn, &fk, "feature", argc == 2);
     bool has_at = at != Qundef && !NIL_P(at);
     int64_t t = has_at ? at_arg(at) : 0;
     /* Every argument is converted before the engine is leased: nothing below runs Ruby code. */
@@ -656,8 +690,8 @@ engine_limit(int argc, VALUE *argv, VALUE self)
     const uint8_t *c, *f;
     size_t cn, fn;
     VALUE ck, fk;
-    key_arg(argv[0], &c, &cn, &ck, "customer");
-    key_arg(argv[1], &f, &fn, &fk, "feature");
+    key_arg(argv[0], &c, &cn, &ck, "customer", false);
+    key_arg(argv[1], &f, &fn, &fk, "feature", argc == 2);
     bool has_at = at != Qundef && !NIL_P(at);
     int64_t t = has_at ? at_arg(at) : 0;
     /* Every argument is converted before the engine is leased: nothing below runs Ruby code. */
@@ -685,7 +719,7 @@ engine_allows_p(int argc, VALUE *argv, VALUE self)
 {
     static ID ids[2];
     VALUE kw[2] = {Qundef, Qundef};
-    if (argc != 3) {
+    if (RB_UNLIKELY(argc != 3)) {
         ids[0] = id_requested;
         ids[1] = id_at;
         split_args(argc, argv, 3, 3, ids, 2, kw);
@@ -693,10 +727,10 @@ engine_allows_p(int argc, VALUE *argv, VALUE self)
     const uint8_t *c, *f;
     size_t cn, fn;
     VALUE ck, fk;
-    key_arg(argv[0], &c, &cn, &ck, "customer");
-    key_arg(argv[1], &f, &fn, &fk, "feature");
-    uint64_t usage = count_arg(argv[2], "usage");
-    uint64_t requested = kw[0] == Qundef ? 1 : count_arg(kw[0], "requested");
+    key_arg(argv[0], &c, &cn, &ck, "customer", false);
+    key_arg(argv[1], &f, &fn, &fk, "feature", false);
+    uint64_t usage = count_arg(argv[2], "usage", argc == 3);
+    uint64_t requested = kw[0] == Qundef ? 1 : count_arg(kw[0], "requested", false);
     bool has_at = kw[1] != Qundef && !NIL_P(kw[1]);
     int64_t t = has_at ? at_arg(kw[1]) : 0;
     /* Every argument is converted before the engine is leased: nothing below runs Ruby code. */
@@ -747,14 +781,14 @@ static VALUE
 engine_check(int argc, VALUE *argv, VALUE self)
 {
     VALUE at = Qundef;
-    if (argc != 2) {
+    if (RB_UNLIKELY(argc != 2)) {
         split_args(argc, argv, 2, 2, at_ids, 1, &at);
     }
     const uint8_t *c, *f;
     size_t cn, fn;
     VALUE ck, fk;
-    key_arg(argv[0], &c, &cn, &ck, "customer");
-    key_arg(argv[1], &f, &fn, &fk, "feature");
+    key_arg(argv[0], &c, &cn, &ck, "customer", false);
+    key_arg(argv[1], &f, &fn, &fk, "feature", argc == 2);
     bool has_at = at != Qundef && !NIL_P(at);
     int64_t t = has_at ? at_arg(at) : 0;
     /* Every argument is converted before the engine is leased: nothing below runs Ruby code. */
@@ -788,7 +822,7 @@ engine_entitlements(int argc, VALUE *argv, VALUE self)
     const uint8_t *c;
     size_t cn;
     VALUE ck;
-    key_arg(argv[0], &c, &cn, &ck, "customer");
+    key_arg(argv[0], &c, &cn, &ck, "customer", false);
     bool has_at = at != Qundef && !NIL_P(at);
     int64_t t = has_at ? at_arg(at) : 0;
     /* Every argument is converted before the engine is leased: nothing below runs Ruby code. */
@@ -1011,6 +1045,11 @@ engine_wait_ready(int argc, VALUE *argv, VALUE self)
         }
         /* Woken without a Ruby interrupt to raise (a signal trap ran, say): wait on. */
         rb_thread_check_ints();
+        /* That check can run other threads; one may have closed the engine, and a close with no
+         * call busy frees it at once: `a.e` must not be used again. */
+        if (d->engine == NULL) {
+            break;
+        }
     }
     return a.ready ? Qtrue : Qfalse;
 }
@@ -1154,8 +1193,10 @@ engine_next_event(VALUE self, VALUE after, VALUE timeout)
     if (d->engine == NULL) {
         raise_closed();
     }
-    event_args *a = ALLOC(event_args);
-    VALUE holder = rb_data_object_wrap(0, a, NULL, RUBY_DEFAULT_FREE); /* freed with the GC */
+    /* On the stack: an interrupt raised out of the wait unwinds it with nothing to free (it was
+     * a GC-owned block, read after its last RB_GC_GUARD). */
+    event_args args;
+    event_args *a = &args;
     a->e = d->engine;
     a->after = after_seq;
     a->deadline_ms = left_ms < 0 ? -1 : now_ms() + left_ms;
@@ -1163,12 +1204,16 @@ engine_next_event(VALUE self, VALUE after, VALUE timeout)
     for (;;) {
         a->interrupted = 0;
         without_gvl(d, event_nogvl, a, event_ubf, a);
-        if (a->result != ENTITLE_RESULT_TIMEOUT || d->engine == NULL || (a->deadline_ms >= 0 && now_ms() >= a->deadline_ms)) {
+        if (a->result != ENTITLE_RESULT_TIMEOUT || d->engine == NULL ||
+            (a->deadline_ms >= 0 && now_ms() >= a->deadline_ms)) {
             break;
         }
         rb_thread_check_ints();
+        /* As in wait_ready: the engine may have been closed (and freed) meanwhile. */
+        if (d->engine == NULL) {
+            break;
+        }
     }
-    RB_GC_GUARD(holder);
     if (a->result == ENTITLE_RESULT_TIMEOUT) {
         if (d->engine == NULL) {
             raise_closed();
@@ -1452,7 +1497,7 @@ engine_feature(VALUE self, VALUE key)
     const uint8_t *k;
     size_t kn;
     VALUE kk;
-    key_arg(key, &k, &kn, &kk, "feature");
+    key_arg(key, &k, &kn, &kk, "feature", false);
     VALUE frozen = rb_str_new_frozen(kk);
     entitle_engine *e = live(self);
     entitle_feature handle;
@@ -1503,7 +1548,7 @@ feature_enabled_p(int argc, VALUE *argv, VALUE self)
     const uint8_t *c;
     size_t cn;
     VALUE ck;
-    key_arg(argv[0], &c, &cn, &ck, "customer");
+    key_arg(argv[0], &c, &cn, &ck, "customer", argc == 1);
     bool has_at = at != Qundef && !NIL_P(at);
     int64_t t = has_at ? at_arg(at) : 0;
     entitle_engine *e = feature_engine(f);
@@ -1525,7 +1570,7 @@ feature_limit(int argc, VALUE *argv, VALUE self)
     const uint8_t *c;
     size_t cn;
     VALUE ck;
-    key_arg(argv[0], &c, &cn, &ck, "customer");
+    key_arg(argv[0], &c, &cn, &ck, "customer", argc == 1);
     bool has_at = at != Qundef && !NIL_P(at);
     int64_t t = has_at ? at_arg(at) : 0;
     entitle_engine *e = feature_engine(f);
@@ -1546,7 +1591,7 @@ feature_allows_p(int argc, VALUE *argv, VALUE self)
     static ID ids[2];
     feature_data *f = feature_get(self);
     VALUE kw[2] = {Qundef, Qundef};
-    if (argc != 2) {
+    if (RB_UNLIKELY(argc != 2)) {
         ids[0] = id_requested;
         ids[1] = id_at;
         split_args(argc, argv, 2, 2, ids, 2, kw);
@@ -1554,9 +1599,9 @@ feature_allows_p(int argc, VALUE *argv, VALUE self)
     const uint8_t *c;
     size_t cn;
     VALUE ck;
-    key_arg(argv[0], &c, &cn, &ck, "customer");
-    uint64_t usage = count_arg(argv[1], "usage");
-    uint64_t requested = kw[0] == Qundef ? 1 : count_arg(kw[0], "requested");
+    key_arg(argv[0], &c, &cn, &ck, "customer", false);
+    uint64_t usage = count_arg(argv[1], "usage", argc == 2);
+    uint64_t requested = kw[0] == Qundef ? 1 : count_arg(kw[0], "requested", false);
     bool has_at = kw[1] != Qundef && !NIL_P(kw[1]);
     int64_t t = has_at ? at_arg(kw[1]) : 0;
     entitle_engine *e = feature_engine(f);
@@ -1572,13 +1617,13 @@ feature_check(int argc, VALUE *argv, VALUE self)
 {
     feature_data *f = feature_get(self);
     VALUE at = Qundef;
-    if (argc != 1) {
+    if (RB_UNLIKELY(argc != 1)) {
         split_args(argc, argv, 1, 1, at_ids, 1, &at);
     }
     const uint8_t *c;
     size_t cn;
     VALUE ck;
-    key_arg(argv[0], &c, &cn, &ck, "customer");
+    key_arg(argv[0], &c, &cn, &ck, "customer", argc == 1);
     bool has_at = at != Qundef && !NIL_P(at);
     int64_t t = has_at ? at_arg(at) : 0;
     entitle_engine *e = feature_engine(f);
@@ -1629,7 +1674,7 @@ feature_check_many(int argc, VALUE *argv, VALUE self)
         const uint8_t *c;
         size_t cn;
         VALUE ck;
-        key_arg(RARRAY_AREF(customers, i), &c, &cn, &ck, "customer");
+        key_arg(RARRAY_AREF(customers, i), &c, &cn, &ck, "customer", false);
         rb_ary_push(keys, ck);
         total += cn;
     }
@@ -1678,7 +1723,7 @@ engine_check_features(int argc, VALUE *argv, VALUE self)
     const uint8_t *c;
     size_t cn;
     VALUE ck;
-    key_arg(argv[0], &c, &cn, &ck, "customer");
+    key_arg(argv[0], &c, &cn, &ck, "customer", false);
     VALUE features = argv[1];
     if (!RB_TYPE_P(features, T_ARRAY)) {
         rb_raise(rb_eTypeError, "features must be an Array of Entitle::Feature, not %" PRIsVALUE,

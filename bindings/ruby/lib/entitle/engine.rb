@@ -123,6 +123,7 @@ module Entitle
     # event has been read.
     def next_event(after: 0, timeout: nil)
       raise TypeError, "after must be an Integer, not #{after.class}" unless after.is_a?(Integer)
+      raise ArgumentError, "after must be >= 0, got #{after}" if after.negative?
       raise TypeError, "timeout must be nil or a number of seconds, not #{timeout.class}" unless timeout.nil? || timeout.is_a?(Numeric)
 
       fields = _next_event(after, timeout)
@@ -140,8 +141,10 @@ module Entitle
       @listeners ||= []
       @listeners << block
       @last_seq ||= latest_seq
+      # Only the main Ractor forks, and only it may touch the class's registry: engines of other
+      # Ractors need not (and cannot) be listed for the fork hook.
+      Engine.__listening[self] = true if Ractor.current == Ractor.main
       start_listener
-      Engine.__listening[self] = true
       block
     end
 
