@@ -6,6 +6,8 @@
 //! - a request head must arrive whole within [`Limits::header_timeout`] (one deadline for the whole
 //!   head, not per read; it also bounds how long a keep-alive connection may sit idle between
 //!   requests), and is at most [`Limits::max_head_bytes`] bytes and [`Limits::max_headers`] headers;
+//!   a body the application reads must then arrive whole within the same time (a trusted head
+//!   with a body that never ends cannot hold its connection);
 //! - a response must make progress: a connection whose socket accepts no bytes for
 //!   [`Limits::write_timeout`] (a client that stopped reading) is closed, like nginx's
 //!   `send_timeout`; a request still being worked on (a held long-poll) writes nothing and is not
@@ -49,7 +51,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// Connections that have not yet sent a trusted request.
     pub max_pending: usize,
-    /// Deadline for a whole request head, counted from the first moment the server waits for it.
+    /// Deadline for a whole request head, counted from the first moment the server waits for it;
+    /// once the head is in, the same deadline again for its body.
     pub header_timeout: Duration,
     /// Largest request head in bytes (at least 8192).
     pub max_head_bytes: usize,
@@ -245,6 +248,7 @@ pub async fn run(
             Arc::clone(&trust),
             Arc::clone(&shared),
             shutdown.clone(),
+            limits.header_timeout,
         ));
     }
     drop(listener);
@@ -289,7 +293,9 @@ async fn connection(
     trust: Trust,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
+    http_body_timeout: Duration,
 ) {
+    let body_timeout = http_body_timeout;
     let trusted = Arc::new(AtomicBool::new(false));
     // Whether a whole request ever arrived: one that never did has nothing in flight.
     let asked = Arc::new(AtomicBool::new(false));
@@ -297,12 +303,13 @@ async fn connection(
         let shared = Arc::clone(&shared);
         let trusted = Arc::clone(&trusted);
         let asked = Arc::clone(&asked);
-        hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        hyper::service::service_fn(move |req: Request<Incoming>| {
             asked.store(true, Ordering::Relaxed);
             if !trusted.load(Ordering::Relaxed) && trust(&req) {
                 trusted.store(true, Ordering::Relaxed);
                 shared.promote(id);
             }
+            let mut req = req.map(|body| BodyDeadline::new(body, body_timeout));
             req.extensions_mut().insert(peer);
             app.clone().oneshot(req)
         })
@@ -336,6 +343,58 @@ async fn connection(
     }
     if shared.stats.open.fetch_sub(1, Ordering::AcqRel) == 1 {
         shared.all_closed.notify_waiters();
+    }
+}
+
+/// A request body that fails once it has not arrived whole by a deadline (counted from when the
+/// head arrived); the deadline's timer is only set when the body has to be waited for.
+pub struct BodyDeadline {
+    body: Incoming,
+    deadline: tokio::time::Instant,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl BodyDeadline {
+    fn new(body: Incoming, timeout: Duration) -> BodyDeadline {
+        BodyDeadline {
+            body,
+            deadline: tokio::time::Instant::now() + timeout,
+            timer: None,
+        }
+    }
+}
+
+impl hyper::body::Body for BodyDeadline {
+    type Data = hyper::body::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        let deadline = this.deadline;
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the request body did not arrive in time",
+            ))))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -429,5 +488,66 @@ impl AsyncWrite for WriteDeadline {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let poll = Pin::new(&mut self.io).poll_shutdown(cx);
         self.deadline(cx, poll)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use axum::body::Bytes;
+    use axum::routing::post;
+    use std::io::{Read, Write};
+    use std::time::Instant;
+
+    /// POSTs `request` (raw) to a server whose handler reads the body; returns the answer and how
+    /// long the connection stayed open.
+    fn post_raw(request: &[u8]) -> (String, Duration) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().route(
+            "/",
+            post(|body: Bytes| async move { body.len().to_string() }),
+        );
+        let limits = Limits {
+            header_timeout: Duration::from_millis(500),
+            ..Limits::default()
+        };
+        let (_stop, stop) = watch::channel(false);
+        runtime.spawn(run(
+            listener,
+            app,
+            limits,
+            Arc::new(|_| true),
+            Arc::new(ConnStats::default()),
+            stop,
+        ));
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let start = Instant::now();
+        s.write_all(request).unwrap();
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        (String::from_utf8_lossy(&raw).into_owned(), start.elapsed())
+    }
+
+    #[test]
+    fn a_request_body_must_arrive_in_time() {
+        // The head is trusted, but its body never comes whole: the connection is not held.
+        let (answer, open) =
+            post_raw(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789");
+        assert!(open < Duration::from_secs(3), "held {open:?}: {answer}");
+        assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
+        // A body that comes in time is read whole.
+        let (answer, _) = post_raw(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\n0123456789",
+        );
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\n10"), "{answer}");
     }
 }
