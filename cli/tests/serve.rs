@@ -65,7 +65,9 @@ fn serve_refuses_links_dotfiles_and_special_files() {
     }
 
     // A manifest that is a link to a file outside is not read (nor followed by the snapshot loader).
-    assert_eq!(server.get("/healthz", &[]).status, 200);
+    eventually("ready", || {
+        (server.get("/healthz", &[]).status == 200).then_some(())
+    });
     std::fs::rename(
         dir.path("edge/manifest.json"),
         dir.path("real-manifest.json"),
@@ -281,7 +283,9 @@ fn sigterm_does_not_wait_for_connections_that_never_sent_a_request() {
     let edge = dir.path("edge");
     ok(&["publish", &catalog(&dir, "c1.json", 10), "--edge", &edge]);
     let mut server = Server::start(Some(&edge), &["--shutdown-timeout", "20"]);
-    assert_eq!(server.get("/healthz", &[]).status, 200);
+    eventually("ready", || {
+        (server.get("/healthz", &[]).status == 200).then_some(())
+    });
     let _idle = TcpStream::connect(&server.addr).unwrap();
     let mut slow = TcpStream::connect(&server.addr).unwrap();
     slow.write_all(b"GET /manifest.json HTTP/1.1\r\nX-Slow: aaa")
