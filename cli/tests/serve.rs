@@ -42,7 +42,13 @@ fn serve_refuses_links_dotfiles_and_special_files() {
     let server = Server::start(Some(&edge), &[]);
 
     let snap = format!("/{}", published["snapshot"].as_str().unwrap());
-    assert_eq!(server.get(&snap, &[]).status, 200);
+    let served = server.get(&snap, &[]);
+    assert_eq!(served.status, 200);
+    assert_eq!(
+        served.header("vary"),
+        None,
+        "no token: the same for everyone"
+    );
     for path in [
         "/.env",
         "/.git/config",
@@ -196,7 +202,7 @@ fn serve_reports_health_metrics_and_access_log() {
 fn bearer_tokens_are_checked_by_the_header_alone() {
     let dir = TempDir::new("cli-serve");
     let edge = dir.path("edge");
-    ok(&["publish", &catalog(&dir, "c1.json", 10), "--edge", &edge]);
+    let published = ok(&["publish", &catalog(&dir, "c1.json", 10), "--edge", &edge]);
     let token = dir.path("token");
     std::fs::write(&token, "t0ken").unwrap();
     let server = Server::start(Some(&edge), &["--token-file", &token]);
@@ -225,6 +231,21 @@ fn bearer_tokens_are_checked_by_the_header_alone() {
         assert!(r.header("www-authenticate").is_some());
     }
     assert_eq!(server.get("/manifest.json?token=t0ken", &[]).status, 401);
+    // Caches may keep what they answered with the token only for requests with the same token.
+    let auth = [("Authorization", "Bearer t0ken")];
+    let manifest = server.get("/manifest.json", &auth);
+    let etag = manifest.header("etag").unwrap().to_owned();
+    let revalidated = server.get("/manifest.json", &[auth[0], ("If-None-Match", &etag)]);
+    assert_eq!(revalidated.status, 304);
+    let snapshot = server.get(
+        &format!("/{}", published["snapshot"].as_str().unwrap()),
+        &auth,
+    );
+    assert_eq!(snapshot.status, 200);
+    for r in [&manifest, &revalidated, &snapshot] {
+        assert!(r.header("cache-control").unwrap().contains("public"));
+        assert_eq!(r.header("vary"), Some("authorization"));
+    }
     assert_eq!(
         server
             .get(

@@ -138,7 +138,19 @@ async fn guard(State(edge): State<Arc<Edge>>, req: Request, next: Next) -> Respo
         );
         r
     } else {
-        next.run(req).await
+        let mut response = next.run(req).await;
+        // A shared cache (a CDN) may keep a `public` answer to a request with a token, and must
+        // then give it only to requests with the same `Authorization`.
+        let public = response
+            .headers()
+            .get(header::CACHE_CONTROL)
+            .is_some_and(|v| v.as_bytes().starts_with(b"public"));
+        if edge.token.is_some() && public {
+            response
+                .headers_mut()
+                .insert(header::VARY, HeaderValue::from_static("authorization"));
+        }
+        response
     };
     let status = response.status().as_u16();
     let bytes = body_bytes(&method, &response);
