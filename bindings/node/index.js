@@ -97,7 +97,11 @@ function makeError(result, detail) {
 }
 
 // The addon fills `scratch` with a decision's numbers (check()); see decision_store() in C.
+// Its slot SELECT holds the number of the feature handle the next feature lookup uses: written
+// just before each native.feature* call (no other code runs in between), it passes the handle in
+// a few instructions instead of an argument the addon would have to unpack.
 const scratch = new Float64Array(native.scratchLength);
+const SELECT = native.selectSlot;
 native.setup(makeError, scratch);
 
 // ---------------------------------------------------------------------------------------------
@@ -213,18 +217,65 @@ const FEATURE = Symbol('entitle.feature');
 // How many feature keys an engine keeps resolved for its lookups by key.
 const KNOWN_FEATURES = 256;
 
+// Lookups through a resolved feature, by its number (`id`, see SELECT); shared by Feature and
+// Engine's lookups by key. The addon answers a boolean lookup with its customer argument for
+// true and undefined for false (cheaper for it than making a boolean), hence `!== undefined`.
+function featureEnabled(id, customer, options) {
+  if (options === undefined) {
+    scratch[SELECT] = id;
+    return native.featureEnabled(customer) !== undefined;
+  }
+  const at = optionsAt(options);
+  scratch[SELECT] = id;
+  return (at === undefined ? native.featureEnabled(customer) : native.featureEnabledAt(customer, at)) !== undefined;
+}
+
+function featureLimit(id, customer, options) {
+  if (options === undefined) {
+    scratch[SELECT] = id;
+    return native.featureLimit(customer);
+  }
+  const at = optionsAt(options);
+  scratch[SELECT] = id;
+  return at === undefined ? native.featureLimit(customer) : native.featureLimitAt(customer, at);
+}
+
+function featureAllows(id, customer, usage, options) {
+  if (options === undefined) {
+    scratch[SELECT] = id;
+    return native.featureAllows(customer, usage, 1) !== undefined;
+  }
+  const requested = options.requested === undefined ? 1 : options.requested;
+  const at = optionsAt(options);
+  scratch[SELECT] = id;
+  return (at === undefined
+    ? native.featureAllows(customer, usage, requested)
+    : native.featureAllowsAt(customer, usage, requested, at)) !== undefined;
+}
+
+function featureCheck(id, customer, options) {
+  const at = options === undefined ? undefined : optionsAt(options);
+  scratch[SELECT] = id;
+  native.featureCheck(customer, at);
+  return decisionAt(scratch, 0);
+}
+
 /**
  * A feature key resolved once (`engine.feature(key)`): its lookups skip converting and finding the
  * key. It stays correct when the engine's content changes (a feature that disappears answers
  * feature_not_found); resolve again after the feature list changed to get the fast path back.
  */
 class Feature {
+  // The addon's external that owns the handle (for batches, and to keep the handle alive) and
+  // the handle's number (for lookups).
   #f;
+  #id;
 
   /** @private use engine.feature(key) */
-  constructor(token, feature, key) {
+  constructor(token, resolved, key) {
     if (token !== CREATE) throw new TypeError('use engine.feature(key)');
-    this.#f = feature;
+    this.#f = resolved[0];
+    this.#id = resolved[1];
     this.key = key;
     Object.freeze(this);
   }
@@ -235,30 +286,22 @@ class Feature {
 
   /** Whether `customer` may use this feature. */
   enabled(customer, options) {
-    const at = options === undefined ? undefined : optionsAt(options);
-    return at === undefined ? native.featureEnabled(this.#f, customer) : native.featureEnabledAt(this.#f, customer, at);
+    return featureEnabled(this.#id, customer, options);
   }
 
   /** This feature's limit for `customer`: a number, `Infinity` when unlimited, 0 for a flag. */
   limit(customer, options) {
-    const at = options === undefined ? undefined : optionsAt(options);
-    return at === undefined ? native.featureLimit(this.#f, customer) : native.featureLimitAt(this.#f, customer, at);
+    return featureLimit(this.#id, customer, options);
   }
 
   /** Whether `customer` may use `requested` (default 1) more on top of `usage`. */
   allows(customer, usage, options) {
-    if (options === undefined) return native.featureAllows(this.#f, customer, usage, 1);
-    const requested = options.requested === undefined ? 1 : options.requested;
-    const at = optionsAt(options);
-    return at === undefined
-      ? native.featureAllows(this.#f, customer, usage, requested)
-      : native.featureAllowsAt(this.#f, customer, usage, requested, at);
+    return featureAllows(this.#id, customer, usage, options);
   }
 
   /** The whole decision for `customer`. */
   check(customer, options) {
-    native.featureCheck(this.#f, customer, options === undefined ? undefined : optionsAt(options));
-    return decisionAt(scratch, 0);
+    return featureCheck(this.#id, customer, options);
   }
 
   /** Decisions for many customers in one call (their memory loads overlap), all from one version. */
@@ -312,8 +355,14 @@ class Engine extends EventEmitter {
   // side then converts one string instead of two and skips finding the key. Handles stay correct
   // across every change of content (see Feature); the map is emptied when this engine's content
   // is replaced, so that keys are resolved again against the new feature list. Only keys of
-  // existing features are kept, at most KNOWN_FEATURES of them.
+  // existing features are kept, at most KNOWN_FEATURES of them. The map holds each handle's
+  // number (see SELECT); #keep holds the externals that own them.
   #known = new Map();
+  #keep = [];
+  // The last key found in #known and its number: a program that asks about one feature many
+  // times in a row skips the map (a string comparison instead of a hash lookup).
+  #lastKey = undefined;
+  #lastId = -1;
 
   /** @private use the static creators */
   constructor(token, handle, connected) {
@@ -356,7 +405,7 @@ class Engine extends EventEmitter {
   #deliver(kind, seq, previousVersion, version, atMs, message) {
     const at = new Date(atMs);
     if (kind === EVENT_VERSION_CHANGED) {
-      this.#known.clear();
+      this.#forget();
       this.emit('change', Object.freeze({ version, previousVersion, at, seq }));
     } else {
       this.emit('sync', Object.freeze({ kind: SYNC_EVENT_KINDS[kind] || `event_${kind}`, message, version, at, seq }));
@@ -420,13 +469,14 @@ class Engine extends EventEmitter {
     return new Engine(CREATE, handle, true);
   }
 
+  // The lookups by key: a key already resolved goes through its handle (featureEnabled() and the
+  // others); otherwise the addon finds the key, and #learn() resolves it for the next time.
+
   /** Whether `customer` may use `feature`: a flag's value; a limit that is unlimited or > 0. */
   enabled(customer, feature, options) {
+    const id = feature === this.#lastKey ? this.#lastId : this.#find(feature);
+    if (id >= 0) return featureEnabled(id, customer, options);
     const at = options === undefined ? undefined : optionsAt(options);
-    const f = this.#known.get(feature);
-    if (f !== undefined) {
-      return at === undefined ? native.featureEnabled(f, customer) : native.featureEnabledAt(f, customer, at);
-    }
     const b = at === undefined
       ? native.enabled(this.#h, customer, feature)
       : native.enabledAt(this.#h, customer, feature, at);
@@ -436,11 +486,9 @@ class Engine extends EventEmitter {
 
   /** The limit of `feature` for `customer`: a number, `Infinity` for unlimited, 0 for flags and unknown features. */
   limit(customer, feature, options) {
+    const id = feature === this.#lastKey ? this.#lastId : this.#find(feature);
+    if (id >= 0) return featureLimit(id, customer, options);
     const at = options === undefined ? undefined : optionsAt(options);
-    const f = this.#known.get(feature);
-    if (f !== undefined) {
-      return at === undefined ? native.featureLimit(f, customer) : native.featureLimitAt(f, customer, at);
-    }
     const n = at === undefined
       ? native.limit(this.#h, customer, feature)
       : native.limitAt(this.#h, customer, feature, at);
@@ -450,17 +498,13 @@ class Engine extends EventEmitter {
 
   /** Whether `customer` may use `requested` (default 1) more of `feature` on top of `usage`. */
   allows(customer, feature, usage, options) {
+    const id = feature === this.#lastKey ? this.#lastId : this.#find(feature);
+    if (id >= 0) return featureAllows(id, customer, usage, options);
     let requested = 1;
     let at;
     if (options !== undefined) {
+      requested = options.requested === undefined ? 1 : options.requested;
       at = optionsAt(options);
-      if (options.requested !== undefined) requested = options.requested;
-    }
-    const f = this.#known.get(feature);
-    if (f !== undefined) {
-      return at === undefined
-        ? native.featureAllows(f, customer, usage, requested)
-        : native.featureAllowsAt(f, customer, usage, requested, at);
     }
     const b = at === undefined
       ? native.allows(this.#h, customer, feature, usage, requested)
@@ -471,13 +515,9 @@ class Engine extends EventEmitter {
 
   /** The whole decision (frozen): feature type, enabled, limit, reason and content version. */
   check(customer, feature, options) {
-    const at = options === undefined ? undefined : optionsAt(options);
-    const f = this.#known.get(feature);
-    if (f !== undefined) {
-      native.featureCheck(f, customer, at);
-      return decisionAt(scratch, 0);
-    }
-    native.check(this.#h, customer, feature, at);
+    const id = feature === this.#lastKey ? this.#lastId : this.#find(feature);
+    if (id >= 0) return featureCheck(id, customer, options);
+    native.check(this.#h, customer, feature, options === undefined ? undefined : optionsAt(options));
     const decision = decisionAt(scratch, 0);
     if (decision.featureType !== null) this.#remember(feature);
     return decision;
@@ -492,7 +532,27 @@ class Engine extends EventEmitter {
   }
 
   #remember(feature) {
-    if (this.#known.size < KNOWN_FEATURES) this.#known.set(feature, native.featureResolve(this.#h, feature));
+    if (this.#known.size < KNOWN_FEATURES) {
+      const [f, id] = native.featureResolve(this.#h, feature);
+      this.#keep.push(f);
+      this.#known.set(feature, id);
+    }
+  }
+
+  // The number of the handle resolved for `feature`, or -1.
+  #find(feature) {
+    const id = this.#known.get(feature);
+    if (id === undefined) return -1;
+    this.#lastKey = feature;
+    this.#lastId = id;
+    return id;
+  }
+
+  #forget() {
+    this.#lastKey = undefined;
+    this.#lastId = -1;
+    this.#known.clear();
+    this.#keep = [];
   }
 
   /** Resolves a feature key once, for lookups that skip finding the key (see `Feature`). */
@@ -543,21 +603,21 @@ class Engine extends EventEmitter {
   /** Replaces the whole content with snapshot bytes; returns the new content version. */
   replace(bytes) {
     const version = native.replace(this.#h, bytes);
-    this.#known.clear();
+    this.#forget();
     return version;
   }
 
   /** Replaces the whole content with the snapshot or catalog in a file; returns the new version. */
   replaceFile(path) {
     const version = native.replaceFile(this.#h, pathOf(path, 'path'));
-    this.#known.clear();
+    this.#forget();
     return version;
   }
 
   /** Applies delta bytes (as written by `entitle diff`); returns the new content version. */
   applyDelta(bytes) {
     const version = native.applyDelta(this.#h, bytes);
-    this.#known.clear();
+    this.#forget();
     return version;
   }
 
@@ -589,7 +649,7 @@ class Engine extends EventEmitter {
    */
   close() {
     native.close(this.#h);
-    this.#known.clear();
+    this.#forget();
   }
 
   [dispose]() {

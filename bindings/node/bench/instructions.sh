@@ -9,7 +9,7 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 n=${ENTITLE_ITERATIONS:-200000}
-rows=${*:-"loop map napi native_enabled enabled limit allows check handle_enabled handle_check"}
+rows=${*:-"loop map napi native_enabled enabled enabled_two limit allows check handle_enabled handle_check"}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 count() {

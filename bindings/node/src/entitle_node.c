@@ -14,12 +14,13 @@
  * The last reference frees the engine, so it is never freed under a running call, and close()
  * never waits for a pending waitReady: closing the engine wakes it.
  *
- * Also here: feature handles (an entitle_feature in a small external) and batches, which take
- * their ids as one joined string.
+ * Also here: feature handles (an entitle_feature in a small external, selected for a lookup by
+ * its number) and batches, which take their ids as one joined string.
  *
  * State per Node environment (the main thread and each worker load their own instance): the
- * error factory from index.js and a scratch Float64Array that check() fills, kept with
- * napi_set_instance_data. There are no other globals.
+ * error factory from index.js, a scratch Float64Array that check() fills and that carries the
+ * selected feature handle's number, and the table of feature handles, kept with
+ * napi_set_instance_data and passed to every function as its data. There are no other globals.
  */
 #define NAPI_VERSION 8
 #include <node_api.h>
@@ -47,16 +48,44 @@
 #define DECISION_SLOTS 5
 /* Decisions the scratch array holds (entitlements() with more features allocates its own). */
 #define SCRATCH_DECISIONS 64
+/* The scratch array's last slot, after the decisions: the number of the feature handle that the
+ * next feature lookup uses (see "Feature handles" below). */
+#define SELECT_SLOT (SCRATCH_DECISIONS * DECISION_SLOTS)
+#define SCRATCH_LENGTH (SELECT_SLOT + 1)
 
 /* ---------------------------------------------------------------------------------------------
  * Per-environment state
  */
 
+typedef struct feature_handle feature_handle;
+
+/* The feature handles of one environment by number (JS thread only). A number is reused once its
+ * handle is finalized. The table is shared by the environment's state and each handle in it, and
+ * freed by the last of them, whatever order teardown finalizes them in. */
+typedef struct {
+    feature_handle **slots; /* NULL: free */
+    uint32_t len, cap;
+    uint32_t *free_ids;
+    uint32_t free_len;
+    unsigned refs;
+} feature_table;
+
 typedef struct {
     napi_ref make_error; /* index.js: (result, detail) => EntitleError subclass instance */
-    napi_ref scratch;    /* Float64Array(SCRATCH_DECISIONS * DECISION_SLOTS) */
+    napi_ref scratch;    /* Float64Array(SCRATCH_LENGTH) */
     double *scratch_data;
+    feature_table *features;
 } addon_state;
+
+static void
+feature_table_release(feature_table *t)
+{
+    if (--t->refs == 0) {
+        free(t->slots);
+        free(t->free_ids);
+        free(t);
+    }
+}
 
 static void
 state_finalize(napi_env env, void *data, void *hint)
@@ -69,6 +98,7 @@ state_finalize(napi_env env, void *data, void *hint)
     if (st->scratch != NULL) {
         napi_delete_reference(env, st->scratch);
     }
+    feature_table_release(st->features);
     free(st);
 }
 
@@ -313,7 +343,18 @@ ascii_narrow(const char16_t *units, size_t n, char *out)
 {
     size_t i = 0;
 #if defined(__SSE2__)
-    if (n >= 8) {
+    const __m128i high_bits = _mm_set1_epi16((short)0xff80);
+    if (n >= 8 && n <= 16) {
+        /* Most ids: two blocks of 8 units, the second ending at the last unit (they overlap
+         * when n < 16), and no loop. */
+        __m128i a = _mm_loadu_si128((const __m128i *)units);
+        __m128i b = _mm_loadu_si128((const __m128i *)(units + n - 8));
+        _mm_storel_epi64((__m128i *)out, _mm_packus_epi16(a, a));
+        _mm_storel_epi64((__m128i *)(out + n - 8), _mm_packus_epi16(b, b));
+        __m128i high = _mm_and_si128(_mm_or_si128(a, b), high_bits);
+        return _mm_movemask_epi8(_mm_cmpeq_epi16(high, _mm_setzero_si128())) == 0xffff;
+    }
+    if (n > 16) {
         __m128i any = _mm_setzero_si128();
         for (;; i += 8) {
             /* The last block overlaps the one before it rather than leaving a tail. */
@@ -328,7 +369,7 @@ ascii_narrow(const char16_t *units, size_t n, char *out)
             }
         }
         /* A unit >= 0x80 has a bit of 0xff80 set (the packed bytes are then wrong, and unused). */
-        __m128i high = _mm_and_si128(any, _mm_set1_epi16((short)0xff80));
+        __m128i high = _mm_and_si128(any, high_bits);
         return _mm_movemask_epi8(_mm_cmpeq_epi16(high, _mm_setzero_si128())) == 0xffff;
     }
 #endif
@@ -596,7 +637,7 @@ js_setup(napi_env env, napi_callback_info info)
     bool is = false;
     napi_is_typedarray(env, argv[1], &is);
     if (!is || napi_get_typedarray_info(env, argv[1], &ta, &count, &data, NULL, NULL) != napi_ok ||
-        ta != napi_float64_array || count < SCRATCH_DECISIONS * DECISION_SLOTS) {
+        ta != napi_float64_array || count < SCRATCH_LENGTH) {
         return throw_type(env, "setup: scratch must be a large enough Float64Array");
     }
     if (st->make_error != NULL) {
@@ -1314,15 +1355,61 @@ js_wait_ready(napi_env env, napi_callback_info info)
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Feature handles and batches: a feature key resolved once (entitle_feature, a plain value kept
- * in a small external) saves the key's UTF-8 copy and its lookup on every call.
+ * Feature handles and batches: a feature key resolved once (entitle_feature, a plain value) saves
+ * the key's UTF-8 copy and its lookup on every call.
+ *
+ * A handle lives in a small external, which owns it, and has a number in the environment's
+ * feature_table. Lookups through a handle take it by number, which index.js writes into the
+ * scratch array's SELECT_SLOT just before the call, rather than as an argument: a number read
+ * from memory costs a few instructions where napi_get_value_external costs some fifty, and the
+ * call has one argument fewer. Nothing can run between that write and the read (the arguments are
+ * plain values, the read comes first), and the number is checked against the table, so a wrong
+ * one throws instead of reaching freed memory. Batches take the external itself.
  */
 
-/* A feature handle: the resolved key and the engine it was resolved on. */
-typedef struct {
+struct feature_handle {
     handle *owner; /* one of the handle's owners */
     entitle_feature feature;
-} feature_handle;
+    feature_table *table; /* one of the table's references */
+    uint32_t id;          /* this handle's number in `table` */
+};
+
+/* The most feature handles an environment holds at once (numbers stay small integers). */
+#define FEATURE_TABLE_MAX (1u << 30)
+
+/* Gives `fh` a number in `t`; false when out of memory or numbers. */
+static bool
+feature_table_add(feature_table *t, feature_handle *fh)
+{
+    uint32_t id;
+    if (t->free_len > 0) {
+        id = t->free_ids[--t->free_len];
+    } else {
+        if (t->len == t->cap) {
+            uint32_t cap = t->cap == 0 ? 16 : t->cap * 2;
+            if (cap > FEATURE_TABLE_MAX) {
+                return false;
+            }
+            feature_handle **slots = realloc(t->slots, cap * sizeof *slots);
+            if (slots == NULL) {
+                return false;
+            }
+            t->slots = slots;
+            uint32_t *free_ids = realloc(t->free_ids, cap * sizeof *free_ids);
+            if (free_ids == NULL) {
+                return false; /* `slots` is larger and still valid; `cap` is unchanged */
+            }
+            t->free_ids = free_ids;
+            t->cap = cap;
+        }
+        id = t->len++;
+    }
+    t->slots[id] = fh;
+    fh->id = id;
+    fh->table = t;
+    t->refs++;
+    return true;
+}
 
 static void
 feature_finalize(napi_env env, void *data, void *hint)
@@ -1330,18 +1417,26 @@ feature_finalize(napi_env env, void *data, void *hint)
     (void)env;
     (void)hint;
     feature_handle *fh = data;
+    feature_table *t = fh->table;
+    t->slots[fh->id] = NULL;
+    t->free_ids[t->free_len++] = fh->id; /* at most `len` numbers are free, and len <= cap */
+    feature_table_release(t);
     handle_release(fh->owner);
     free(fh);
 }
 
-/* featureResolve(h, key) -> an external holding the feature_handle */
+/* featureResolve(h, key) -> [external, number]: the external owns the feature handle, the
+ * number selects it for lookups. */
 static napi_value
 js_feature_resolve(napi_env env, napi_callback_info info)
 {
     napi_value argv[2];
-    if (!args(env, info, 2, argv)) {
+    void *data = NULL;
+    size_t argc = 2;
+    if (napi_get_cb_info(env, info, &argc, argv, NULL, &data) != napi_ok) {
         return NULL;
     }
+    addon_state *st = data;
     handle *h = NULL;
     entitle_engine *engine = engine_arg(env, argv[0], &h);
     char stack[STR_STACK];
@@ -1361,17 +1456,27 @@ js_feature_resolve(napi_env env, napi_callback_info info)
         free(fh);
         return throw_result(env, r);
     }
+    if (!feature_table_add(st->features, fh)) {
+        free(fh);
+        napi_throw_error(env, "ERR_MEMORY_ALLOCATION_FAILED", "out of memory");
+        return NULL;
+    }
     fh->owner = h;
     h->owners++;
-    napi_value out;
-    if (napi_create_external(env, fh, feature_finalize, NULL, &out) != napi_ok) {
+    napi_value ext, id, out;
+    if (napi_create_external(env, fh, feature_finalize, NULL, &ext) != napi_ok) {
         feature_finalize(env, fh, NULL);
         return NULL;
+    }
+    if (napi_create_uint32(env, fh->id, &id) != napi_ok ||
+        napi_create_array_with_length(env, 2, &out) != napi_ok ||
+        napi_set_element(env, out, 0, ext) != napi_ok || napi_set_element(env, out, 1, id) != napi_ok) {
+        return NULL; /* the external's finalizer releases the handle */
     }
     return out;
 }
 
-/* The feature handle in `v`; throws TypeError when it is none. */
+/* The feature handle in `v` (an external from featureResolve); throws TypeError when it is none. */
 static inline feature_handle *
 feature_get(napi_env env, napi_value v)
 {
@@ -1383,14 +1488,36 @@ feature_get(napi_env env, napi_value v)
     return p;
 }
 
-/* The common prologue: feature handle (and through it the engine), customer. */
+/* The feature handle whose number index.js wrote into SELECT_SLOT; throws TypeError when the
+ * number selects none. */
+static inline feature_handle *
+feature_selected(napi_env env, const addon_state *st)
+{
+    if (st->scratch_data != NULL) {
+        double n = st->scratch_data[SELECT_SLOT];
+        const feature_table *t = st->features;
+        if (n >= 0 && n < (double)t->len) {
+            feature_handle *fh = t->slots[(uint32_t)n];
+            if (fh != NULL) {
+                return fh;
+            }
+        }
+    }
+    throw_type(env, "expected a Feature");
+    return NULL;
+}
+
+/* The common prologue: the selected feature handle (and through it the engine), then the
+ * arguments, customer first. */
 #define FEATURE_PROLOGUE(n)                                                                       \
     napi_value argv[n];                                                                           \
     size_t argc = n;                                                                              \
-    if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {                        \
+    void *data = NULL;                                                                            \
+    if (napi_get_cb_info(env, info, &argc, argv, NULL, &data) != napi_ok) {                       \
         return NULL;                                                                              \
     }                                                                                             \
-    feature_handle *fh = feature_get(env, argv[0]);                                               \
+    const addon_state *st = data;                                                                 \
+    feature_handle *fh = feature_selected(env, st);                                               \
     if (fh == NULL) {                                                                             \
         return NULL;                                                                              \
     }                                                                                             \
@@ -1400,54 +1527,59 @@ feature_get(napi_env env, napi_value v)
     }                                                                                             \
     char cbuf[STR_STACK];                                                                         \
     str_arg customer;                                                                             \
-    if (!str_get(env, argv[1], cbuf, &customer, "customer")) {                                    \
+    if (!str_get(env, argv[0], cbuf, &customer, "customer")) {                                    \
         return NULL;                                                                              \
     }
 
 #define FEATURE_ARGS engine, fh->feature, (const uint8_t *)customer.ptr, customer.len
 
-/* featureEnabled(f, customer) */
+/* The boolean answers of the feature lookups: the customer argument for true, nothing (undefined)
+ * for false, which index.js compares with undefined. This saves napi_get_boolean, a call into
+ * Node that costs more than that comparison. */
+#define FEATURE_BOOL(b) ((b) ? argv[0] : NULL)
+
+/* featureEnabled(customer) -> FEATURE_BOOL */
 static napi_value
 js_feature_enabled(napi_env env, napi_callback_info info)
 {
-    FEATURE_PROLOGUE(2)
+    FEATURE_PROLOGUE(1)
     bool b = entitle_engine_feature_enabled(FEATURE_ARGS);
     str_done(&customer);
-    return make_bool(env, b);
+    return FEATURE_BOOL(b);
 }
 
-/* featureEnabledAt(f, customer, at) */
+/* featureEnabledAt(customer, at) -> FEATURE_BOOL */
 static napi_value
 js_feature_enabled_at(napi_env env, napi_callback_info info)
 {
-    FEATURE_PROLOGUE(3)
+    FEATURE_PROLOGUE(2)
     int64_t at = 0;
-    if (!at_get(env, argv[2], &at)) {
+    if (!at_get(env, argv[1], &at)) {
         str_done(&customer);
         return NULL;
     }
     bool b = entitle_engine_feature_enabled_at(FEATURE_ARGS, at);
     str_done(&customer);
-    return make_bool(env, b);
+    return FEATURE_BOOL(b);
 }
 
-/* featureLimit(f, customer) */
+/* featureLimit(customer) */
 static napi_value
 js_feature_limit(napi_env env, napi_callback_info info)
 {
-    FEATURE_PROLOGUE(2)
+    FEATURE_PROLOGUE(1)
     uint64_t v = entitle_engine_feature_limit(FEATURE_ARGS);
     str_done(&customer);
     return make_number(env, limit_number(v));
 }
 
-/* featureLimitAt(f, customer, at) */
+/* featureLimitAt(customer, at) */
 static napi_value
 js_feature_limit_at(napi_env env, napi_callback_info info)
 {
-    FEATURE_PROLOGUE(3)
+    FEATURE_PROLOGUE(2)
     int64_t at = 0;
-    if (!at_get(env, argv[2], &at)) {
+    if (!at_get(env, argv[1], &at)) {
         str_done(&customer);
         return NULL;
     }
@@ -1456,48 +1588,48 @@ js_feature_limit_at(napi_env env, napi_callback_info info)
     return make_number(env, limit_number(v));
 }
 
-/* featureAllows(f, customer, usage, requested) */
+/* featureAllows(customer, usage, requested) -> FEATURE_BOOL */
 static napi_value
 js_feature_allows(napi_env env, napi_callback_info info)
 {
-    FEATURE_PROLOGUE(4)
+    FEATURE_PROLOGUE(3)
     uint64_t usage = 0, requested = 0;
-    if (!count_get(env, argv[2], &usage, "usage") ||
-        !count_get(env, argv[3], &requested, "requested")) {
+    if (!count_get(env, argv[1], &usage, "usage") ||
+        !count_get(env, argv[2], &requested, "requested")) {
         str_done(&customer);
         return NULL;
     }
     bool b = entitle_engine_feature_allows(FEATURE_ARGS, usage, requested);
     str_done(&customer);
-    return make_bool(env, b);
+    return FEATURE_BOOL(b);
 }
 
-/* featureAllowsAt(f, customer, usage, requested, at) */
+/* featureAllowsAt(customer, usage, requested, at) -> FEATURE_BOOL */
 static napi_value
 js_feature_allows_at(napi_env env, napi_callback_info info)
 {
-    FEATURE_PROLOGUE(5)
+    FEATURE_PROLOGUE(4)
     uint64_t usage = 0, requested = 0;
     int64_t at = 0;
-    if (!count_get(env, argv[2], &usage, "usage") ||
-        !count_get(env, argv[3], &requested, "requested") || !at_get(env, argv[4], &at)) {
+    if (!count_get(env, argv[1], &usage, "usage") ||
+        !count_get(env, argv[2], &requested, "requested") || !at_get(env, argv[3], &at)) {
         str_done(&customer);
         return NULL;
     }
     bool b = entitle_engine_feature_allows_at(FEATURE_ARGS, usage, requested, at);
     str_done(&customer);
-    return make_bool(env, b);
+    return FEATURE_BOOL(b);
 }
 
-/* featureCheck(f, customer[, at]): the decision into the scratch array, as check() does. */
+/* featureCheck(customer[, at]): the decision into the scratch array, as check() does. */
 static napi_value
 js_feature_check(napi_env env, napi_callback_info info)
 {
-    FEATURE_PROLOGUE(3)
+    FEATURE_PROLOGUE(2)
     napi_valuetype type;
-    napi_typeof(env, argv[2], &type);
+    napi_typeof(env, argv[1], &type);
     int64_t at = 0;
-    if (type != napi_undefined && !at_get(env, argv[2], &at)) {
+    if (type != napi_undefined && !at_get(env, argv[1], &at)) {
         str_done(&customer);
         return NULL;
     }
@@ -1509,7 +1641,7 @@ js_feature_check(napi_env env, napi_callback_info info)
     if (r != ENTITLE_RESULT_OK) {
         return throw_result(env, r);
     }
-    decision_store(state_of(env)->scratch_data, &d);
+    decision_store(st->scratch_data, &d);
     return NULL;
 }
 
@@ -1937,7 +2069,17 @@ js_result_message(napi_env env, napi_callback_info info)
 NAPI_MODULE_INIT()
 {
     addon_state *st = calloc(1, sizeof *st);
-    if (st == NULL || napi_set_instance_data(env, st, state_finalize, NULL) != napi_ok) {
+    feature_table *features = calloc(1, sizeof *features);
+    if (st == NULL || features == NULL) {
+        free(st);
+        free(features);
+        napi_throw_error(env, "ERR_MEMORY_ALLOCATION_FAILED", "out of memory");
+        return NULL;
+    }
+    features->refs = 1;
+    st->features = features;
+    if (napi_set_instance_data(env, st, state_finalize, NULL) != napi_ok) {
+        free(features);
         free(st);
         napi_throw_error(env, "ERR_MEMORY_ALLOCATION_FAILED", "out of memory");
         return NULL;
@@ -1984,14 +2126,16 @@ NAPI_MODULE_INIT()
     };
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
         napi_value f;
-        if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f) !=
+        if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, st, &f) !=
                 napi_ok ||
             napi_set_named_property(env, exports, fns[i].name, f) != napi_ok) {
             return NULL;
         }
     }
     napi_value n;
-    napi_create_uint32(env, SCRATCH_DECISIONS * DECISION_SLOTS, &n);
+    napi_create_uint32(env, SCRATCH_LENGTH, &n);
     napi_set_named_property(env, exports, "scratchLength", n);
+    napi_create_uint32(env, SELECT_SLOT, &n);
+    napi_set_named_property(env, exports, "selectSlot", n);
     return exports;
 }

@@ -162,3 +162,56 @@ test('lookups by key stay right while the feature list changes under them', (t) 
   engine.close();
   assert.throws(() => engine.enabled('cus_1', 'sso'), ClosedError);
 });
+
+test('kept handles: two engines, every option, wrong types, handles collected and replaced', async (t) => {
+  const { AT } = require('./helpers.js');
+  const a = Engine.fromCatalog(catalog());
+  const b = Engine.fromCatalog(catalog(77));
+  t.after(() => { a.close(); b.close(); });
+  // Alternating engines and keys, with and without options: each call answers for its own engine
+  // and key, on the first call (by key) and the later ones (through the kept handle).
+  for (let i = 0; i < 3; i++) {
+    assert.equal(a.limit('cus_pro', 'projects'), 50);
+    assert.equal(b.limit('cus_pro', 'projects'), 77);
+    assert.equal(a.enabled('cus_pro', 'sso'), true);
+    assert.equal(b.enabled('nobody', 'sso'), false);
+    assert.equal(a.limit('cus_pro', 'projects', { at: AT }), 50);
+    assert.equal(b.limit('cus_pro', 'projects', { at: new Date(AT * 1000) }), 77);
+    assert.equal(a.allows('cus_pro', 'projects', 49), true);
+    assert.equal(b.allows('cus_pro', 'projects', 75, { requested: 3 }), false);
+    assert.equal(b.allows('cus_pro', 'projects', 74, { requested: 3, at: AT }), true);
+    assert.equal(a.enabled('cus_pro', 'sso', { at: AT }), true);
+    assert.equal(a.enabled('cus_pro', 'sso', {}), true);
+    assert.equal(a.check('cus_pro', 'projects', { at: AT }).limit, 50);
+    assert.equal(b.check('cus_pro', 'projects').limit, 77);
+    // Wrong types throw as on the first call.
+    assert.throws(() => a.enabled(5, 'sso'), TypeError);
+    assert.throws(() => a.enabled('cus_pro', 'sso', 5), TypeError);
+    assert.throws(() => a.enabled('cus_pro', 'sso', { at: 'now' }), TypeError);
+    assert.throws(() => a.limit(null, 'projects'), TypeError);
+    assert.throws(() => a.allows('cus_pro', 'projects', 'x'), TypeError);
+    assert.throws(() => a.check(Symbol('c'), 'projects'), TypeError);
+  }
+  // Handles made and dropped by the thousand: once collected their numbers are reused, and every
+  // live handle keeps answering for its own engine and feature.
+  const projects = a.feature('projects');
+  for (let i = 0; i < 3000; i++) (i % 2 ? a : b).feature(i % 3 ? 'sso' : 'projects').enabled('cus_pro');
+  const { setFlagsFromString } = require('node:v8');
+  setFlagsFromString('--expose-gc');
+  const gc = require('node:vm').runInNewContext('gc');
+  for (let i = 0; i < 3; i++) {
+    gc();
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  const fresh = Array.from({ length: 100 }, (_, i) => (i % 2 ? b : a).feature(i % 3 ? 'sso' : 'projects'));
+  fresh.forEach((f, i) => {
+    if (i % 3) assert.equal(f.enabled(i % 2 ? 'nobody' : 'cus_pro'), i % 2 === 0, `sso ${i}`);
+    else assert.equal(f.limit('cus_pro'), i % 2 ? 77 : 50, `projects ${i}`);
+  });
+  assert.equal(projects.limit('cus_pro'), 50);
+  assert.equal(a.limit('cus_pro', 'projects'), 50);
+  assert.equal(b.enabled('cus_pro', 'sso'), true);
+  b.close();
+  assert.throws(() => fresh[1].enabled('cus_pro'), ClosedError);
+  assert.equal(fresh[0].limit('cus_pro'), 50);
+});
