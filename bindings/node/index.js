@@ -96,13 +96,13 @@ function makeError(result, detail) {
   return new Class(detail, result);
 }
 
-// The addon fills `scratch` with a decision's numbers (check()); see decision_store() in C.
-// Its slot SELECT holds the number of the feature handle the next feature lookup uses: written
-// just before each native.feature* call (no other code runs in between), it passes the handle in
-// a few instructions instead of an argument the addon would have to unpack.
-const scratch = new Float64Array(native.scratchLength);
+// The addon fills `scratch` (a Float64Array it owns) with a decision's numbers (check()); see
+// decision_store() in C. Its slot SELECT holds the number of the feature handle the next feature
+// lookup uses: written just before each native.feature* call (no other code runs in between), it
+// passes the handle in a few instructions instead of an argument the addon would have to unpack.
+const scratch = native.scratch;
 const SELECT = native.selectSlot;
-native.setup(makeError, scratch);
+native.setup(makeError);
 
 // ---------------------------------------------------------------------------------------------
 // Values

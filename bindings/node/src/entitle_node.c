@@ -72,7 +72,7 @@ typedef struct {
 
 typedef struct {
     napi_ref make_error; /* index.js: (result, detail) => EntitleError subclass instance */
-    napi_ref scratch;    /* Float64Array(SCRATCH_LENGTH) */
+    napi_ref scratch;    /* Float64Array(SCRATCH_LENGTH), exported as `scratch` */
     double *scratch_data;
     feature_table *features;
 } addon_state;
@@ -614,12 +614,12 @@ wrap_engine(napi_env env, entitle_engine *engine)
  * Setup and creation
  */
 
-/* setup(makeError, scratch): called once per environment by index.js. */
+/* setup(makeError): called by index.js when it loads. */
 static napi_value
 js_setup(napi_env env, napi_callback_info info)
 {
-    napi_value argv[2];
-    if (!args(env, info, 2, argv)) {
+    napi_value argv[1];
+    if (!args(env, info, 1, argv)) {
         return NULL;
     }
     addon_state *st = state_of(env);
@@ -631,24 +631,10 @@ js_setup(napi_env env, napi_callback_info info)
     if (type != napi_function) {
         return throw_type(env, "setup: makeError must be a function");
     }
-    napi_typedarray_type ta;
-    size_t count = 0;
-    void *data = NULL;
-    bool is = false;
-    napi_is_typedarray(env, argv[1], &is);
-    if (!is || napi_get_typedarray_info(env, argv[1], &ta, &count, &data, NULL, NULL) != napi_ok ||
-        ta != napi_float64_array || count < SCRATCH_LENGTH) {
-        return throw_type(env, "setup: scratch must be a large enough Float64Array");
-    }
     if (st->make_error != NULL) {
         napi_delete_reference(env, st->make_error);
     }
-    if (st->scratch != NULL) {
-        napi_delete_reference(env, st->scratch);
-    }
     napi_create_reference(env, argv[0], 1, &st->make_error);
-    napi_create_reference(env, argv[1], 1, &st->scratch);
-    st->scratch_data = data;
     return NULL;
 }
 
@@ -1493,14 +1479,12 @@ feature_get(napi_env env, napi_value v)
 static inline feature_handle *
 feature_selected(napi_env env, const addon_state *st)
 {
-    if (st->scratch_data != NULL) {
-        double n = st->scratch_data[SELECT_SLOT];
-        const feature_table *t = st->features;
-        if (n >= 0 && n < (double)t->len) {
-            feature_handle *fh = t->slots[(uint32_t)n];
-            if (fh != NULL) {
-                return fh;
-            }
+    double n = st->scratch_data[SELECT_SLOT];
+    const feature_table *t = st->features;
+    if (n >= 0 && n < (double)t->len) {
+        feature_handle *fh = t->slots[(uint32_t)n];
+        if (fh != NULL) {
+            return fh;
         }
     }
     throw_type(env, "expected a Feature");
@@ -2132,9 +2116,17 @@ NAPI_MODULE_INIT()
             return NULL;
         }
     }
-    napi_value n;
-    napi_create_uint32(env, SCRATCH_LENGTH, &n);
-    napi_set_named_property(env, exports, "scratchLength", n);
+    /* The scratch array belongs to this instance of the addon, so that every copy of index.js
+     * that uses these functions reads and writes the same one. */
+    napi_value ab, scratch, n;
+    if (napi_create_arraybuffer(env, SCRATCH_LENGTH * sizeof(double), (void **)&st->scratch_data,
+                                &ab) != napi_ok ||
+        napi_create_typedarray(env, napi_float64_array, SCRATCH_LENGTH, ab, 0, &scratch) !=
+            napi_ok ||
+        napi_create_reference(env, scratch, 1, &st->scratch) != napi_ok ||
+        napi_set_named_property(env, exports, "scratch", scratch) != napi_ok) {
+        return NULL;
+    }
     napi_create_uint32(env, SELECT_SLOT, &n);
     napi_set_named_property(env, exports, "selectSlot", n);
     return exports;

@@ -215,3 +215,28 @@ test('kept handles: two engines, every option, wrong types, handles collected an
   assert.throws(() => fresh[1].enabled('cus_pro'), ClosedError);
   assert.equal(fresh[0].limit('cus_pro'), 50);
 });
+
+test('two copies of the package over one addon: lookups through handles stay right', (t) => {
+  // A module registry that loads index.js again (and not the addon) gives two copies that call
+  // the same native functions; they share the addon's scratch array, so the handle one copy
+  // selects is the one the addon reads.
+  const key = require.resolve(PACKAGE);
+  const first = require.cache[key];
+  delete require.cache[key];
+  const other = require(PACKAGE);
+  require.cache[key] = first;
+  assert.notEqual(other.Engine, Engine);
+  const a = Engine.fromCatalog(catalog());
+  const b = other.Engine.fromCatalog(catalog(77));
+  t.after(() => { a.close(); b.close(); });
+  const fa = a.feature('projects');
+  const fb = b.feature('projects');
+  for (let i = 0; i < 3; i++) {
+    assert.equal(fa.limit('cus_pro'), 50);
+    assert.equal(fb.limit('cus_pro'), 77);
+    assert.equal(a.limit('cus_pro', 'projects'), 50);
+    assert.equal(b.limit('cus_pro', 'projects'), 77);
+    assert.equal(b.check('cus_pro', 'projects').limit, 77);
+    assert.equal(a.check('cus_pro', 'projects').limit, 50);
+  }
+});
