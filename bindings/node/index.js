@@ -256,7 +256,8 @@ function featureAllows(id, customer, usage, options) {
 function featureCheck(id, customer, options) {
   const at = options === undefined ? undefined : optionsAt(options);
   scratch[SELECT] = id;
-  native.featureCheck(customer, at);
+  if (at === undefined) native.featureCheck(customer);
+  else native.featureCheckAt(customer, at);
   return decisionAt(scratch, 0);
 }
 

@@ -1605,22 +1605,33 @@ js_feature_allows_at(napi_env env, napi_callback_info info)
     return FEATURE_BOOL(b);
 }
 
-/* featureCheck(customer[, at]): the decision into the scratch array, as check() does. */
+/* featureCheck(customer): the decision into the scratch array, as check() does. */
 static napi_value
 js_feature_check(napi_env env, napi_callback_info info)
 {
+    FEATURE_PROLOGUE(1)
+    entitle_decision d;
+    entitle_result r = entitle_engine_feature_check(FEATURE_ARGS, &d);
+    str_done(&customer);
+    if (r != ENTITLE_RESULT_OK) {
+        return throw_result(env, r);
+    }
+    decision_store(st->scratch_data, &d);
+    return NULL;
+}
+
+/* featureCheckAt(customer, at) */
+static napi_value
+js_feature_check_at(napi_env env, napi_callback_info info)
+{
     FEATURE_PROLOGUE(2)
-    napi_valuetype type;
-    napi_typeof(env, argv[1], &type);
     int64_t at = 0;
-    if (type != napi_undefined && !at_get(env, argv[1], &at)) {
+    if (!at_get(env, argv[1], &at)) {
         str_done(&customer);
         return NULL;
     }
     entitle_decision d;
-    entitle_result r = type == napi_undefined
-                           ? entitle_engine_feature_check(FEATURE_ARGS, &d)
-                           : entitle_engine_feature_check_at(FEATURE_ARGS, at, &d);
+    entitle_result r = entitle_engine_feature_check_at(FEATURE_ARGS, at, &d);
     str_done(&customer);
     if (r != ENTITLE_RESULT_OK) {
         return throw_result(env, r);
@@ -2103,6 +2114,7 @@ NAPI_MODULE_INIT()
         {"featureAllows", js_feature_allows},
         {"featureAllowsAt", js_feature_allows_at},
         {"featureCheck", js_feature_check},
+        {"featureCheckAt", js_feature_check_at},
         {"checkMany", js_check_many},
         {"checkFeatures", js_check_features},
         {"libraryVersion", js_library_version},
