@@ -147,6 +147,37 @@ class ErrorsTest < Minitest::Test
                  "Entitle::ConfigError:15 Entitle::ClosedError:17", out.strip
   end
 
+  # The detail of a failure is the failed call's own even when Ruby code runs, on the same thread,
+  # between the library's failure and the raise: a signal trap that fails a call of its own
+  # replaced it (the detail is kept per native thread and was read after the GVL came back).
+  def test_error_detail_is_the_failed_calls_own
+    code = <<~RUBY
+      engine = Entitle::Engine.from_catalog(ARGV[0])
+      trapped = false
+      trap("USR1") do
+        trapped = true
+        engine.check("\\xff".b, "sso") # InvalidArgumentError, detail "customer is not valid UTF-8"
+      rescue Entitle::InvalidArgumentError
+        nil
+      end
+      customers = Array.new(400_000) { |i| {"id" => "cus_\#{i}", "overrides" => {"sso" => true}} }
+      customers << {"id" => "bad", "overrides" => {"sso" => 1.5}}
+      json = JSON.generate("features" => [{"key" => "sso", "type" => "flag", "default" => false}],
+                           "customers" => customers)
+      Thread.new { sleep 0.05; Process.kill("USR1", Process.pid) } # lands while the catalog loads
+      begin
+        Entitle::Engine.from_catalog(json)
+      rescue Entitle::CatalogError => e
+        puts "\#{trapped} \#{e.message}"
+      end
+    RUBY
+    out, err, status, = run_ruby(code, JSON.generate(catalog))
+    assert status&.success?, err
+    trapped, message = out.strip.split(" ", 2)
+    skip "the catalog loaded before the signal came" unless trapped == "true"
+    assert_match(/\Acustomers\[400000\]\.overrides\.sso: /, message)
+  end
+
   def test_wrong_types
     [nil, 1, 1.5, [], Object.new].each do |bad|
       assert_raises(TypeError) { @engine.enabled?(bad, "sso") }

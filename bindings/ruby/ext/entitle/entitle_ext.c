@@ -37,6 +37,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -126,30 +127,91 @@ raise_code(uint32_t code, VALUE message)
 
 /* Raises the exception for `result` with the calling thread's detail from the library (recorded
  * by the call that failed, on this same thread, just before). */
+/* The exception message: the library's detail (UTF-8, scrubbed) or, without one, the result's
+ * generic message. */
+static VALUE
+result_message(entitle_result result, const uint8_t *detail, size_t len)
+{
+    if (len == 0) {
+        return rb_utf8_str_new_cstr(entitle_result_message((uint32_t)result));
+    }
+    VALUE buf = rb_utf8_str_new((const char *)detail, (long)len);
+    VALUE scrubbed = rb_str_scrub(buf, Qnil);
+    return NIL_P(scrubbed) ? buf : scrubbed;
+}
+
 static NORETURN(void raise_result(entitle_result result));
 
 static void
 raise_result(entitle_result result)
 {
     size_t len = entitle_last_error_len();
-    VALUE message = Qnil;
+    VALUE buf = Qnil;
+    size_t written = 0;
     if (len > 0) {
-        VALUE buf = rb_str_buf_new((long)len);
-        size_t written = 0;
-        if (entitle_last_error_message((uint8_t *)RSTRING_PTR(buf), len, &written) ==
+        buf = rb_str_buf_new((long)len);
+        if (entitle_last_error_message((uint8_t *)RSTRING_PTR(buf), len, &written) !=
             ENTITLE_RESULT_OK) {
-            rb_str_set_len(buf, (long)written);
-            rb_enc_associate(buf, rb_utf8_encoding());
-            message = rb_str_scrub(buf, Qnil);
-            if (NIL_P(message)) {
-                message = buf;
-            }
+            written = 0;
         }
     }
-    if (NIL_P(message)) {
-        message = rb_utf8_str_new_cstr(entitle_result_message((uint32_t)result));
-    }
+    VALUE message = result_message(result, NIL_P(buf) ? NULL : (const uint8_t *)RSTRING_PTR(buf),
+                                   written);
+    RB_GC_GUARD(buf);
     raise_code((uint32_t)result, message);
+}
+
+/* The library's detail for a failure of a call made without the GVL, copied inside that call: the
+ * detail belongs to the native thread, and Ruby code that runs before the GVL comes back (a
+ * signal trap, say) can fail a call of its own and replace it. Longer details are cut at a
+ * character boundary. */
+#define DETAIL_CAP 4096
+
+typedef struct {
+    size_t len; /* 0: none */
+    uint8_t text[DETAIL_CAP];
+} error_detail;
+
+/* Copies the calling thread's detail into `out`; called without the GVL, right after a failure. */
+static void
+detail_capture(error_detail *out)
+{
+    out->len = 0;
+    size_t len = entitle_last_error_len();
+    if (len == 0) {
+        return;
+    }
+    size_t written = 0;
+    if (len <= DETAIL_CAP) {
+        if (entitle_last_error_message(out->text, DETAIL_CAP, &written) == ENTITLE_RESULT_OK) {
+            out->len = written;
+        }
+        return;
+    }
+    uint8_t *whole = malloc(len);
+    if (whole == NULL) {
+        return;
+    }
+    if (entitle_last_error_message(whole, len, &written) == ENTITLE_RESULT_OK) {
+        size_t cut = written < DETAIL_CAP ? written : DETAIL_CAP;
+        if (cut < written) {
+            while (cut > 0 && (whole[cut] & 0xC0) == 0x80) {
+                cut--; /* back to the start of the character that does not fit */
+            }
+        }
+        memcpy(out->text, whole, cut);
+        out->len = cut;
+    }
+    free(whole);
+}
+
+/* raise_result for a call made without the GVL, with the detail it captured. */
+static NORETURN(void raise_captured(entitle_result result, const error_detail *detail));
+
+static void
+raise_captured(entitle_result result, const error_detail *detail)
+{
+    raise_code((uint32_t)result, result_message(result, detail->text, detail->len));
 }
 
 static NORETURN(void raise_closed(void));
@@ -482,6 +544,7 @@ typedef struct {
     size_t n;
     entitle_engine *out;
     entitle_result result;
+    error_detail detail;
 } load_args;
 
 static void *
@@ -498,6 +561,9 @@ load_nogvl(void *p)
     default:
         a->result = entitle_engine_from_catalog_json(a->p, a->n, &a->out);
         break;
+    }
+    if (a->result != ENTITLE_RESULT_OK) {
+        detail_capture(&a->detail);
     }
     return NULL;
 }
@@ -516,12 +582,17 @@ bytes_arg(VALUE v, const char *what)
 static VALUE
 engine_load(VALUE klass, VALUE str, int kind)
 {
-    load_args a = {kind, (const uint8_t *)RSTRING_PTR(str), (size_t)RSTRING_LEN(str), NULL,
-                   ENTITLE_RESULT_OK};
+    load_args a;
+    a.kind = kind;
+    a.p = (const uint8_t *)RSTRING_PTR(str);
+    a.n = (size_t)RSTRING_LEN(str);
+    a.out = NULL;
+    a.result = ENTITLE_RESULT_OK;
+    a.detail.len = 0;
     without_gvl(NULL, load_nogvl, &a, NULL, NULL);
     RB_GC_GUARD(str);
     if (a.result != ENTITLE_RESULT_OK) {
-        raise_result(a.result);
+        raise_captured(a.result, &a.detail);
     }
     return engine_wrap(klass, a.out, false);
 }
@@ -566,6 +637,7 @@ typedef struct {
     entitle_sync_config config;
     entitle_engine *out;
     entitle_result result;
+    error_detail detail;
 } connect_args;
 
 static void *
@@ -573,6 +645,9 @@ connect_nogvl(void *p)
 {
     connect_args *a = p;
     a->result = entitle_engine_connect(&a->config, &a->out);
+    if (a->result != ENTITLE_RESULT_OK) {
+        detail_capture(&a->detail);
+    }
     return NULL;
 }
 
@@ -625,7 +700,7 @@ engine_s_connect(VALUE klass, VALUE url, VALUE token, VALUE cache_dir, VALUE mil
     RB_GC_GUARD(token);
     RB_GC_GUARD(cache_dir);
     if (a.result != ENTITLE_RESULT_OK) {
-        raise_result(a.result);
+        raise_captured(a.result, &a.detail);
     }
     return engine_wrap(klass, a.out, true);
 }
@@ -876,6 +951,7 @@ typedef struct {
     int kind; /* 0 snapshot, 1 delta, 2 file */
     uint64_t version;
     entitle_result result;
+    error_detail detail;
 } update_args;
 
 static void *
@@ -893,6 +969,9 @@ update_nogvl(void *p)
         a->result = entitle_engine_replace_file(a->e, a->p, a->n);
         break;
     }
+    if (a->result != ENTITLE_RESULT_OK) {
+        detail_capture(&a->detail);
+    }
     return NULL;
 }
 
@@ -903,12 +982,18 @@ engine_update(VALUE self, VALUE str, int kind)
     if (d->engine == NULL) {
         raise_closed();
     }
-    update_args a = {d->engine, (const uint8_t *)RSTRING_PTR(str), (size_t)RSTRING_LEN(str), kind,
-                     0, ENTITLE_RESULT_OK};
+    update_args a;
+    a.e = d->engine;
+    a.p = (const uint8_t *)RSTRING_PTR(str);
+    a.n = (size_t)RSTRING_LEN(str);
+    a.kind = kind;
+    a.version = 0;
+    a.result = ENTITLE_RESULT_OK;
+    a.detail.len = 0;
     without_gvl(d, update_nogvl, &a, NULL, NULL);
     RB_GC_GUARD(str);
     if (a.result != ENTITLE_RESULT_OK) {
-        raise_result(a.result);
+        raise_captured(a.result, &a.detail);
     }
     return kind == 1 ? ULL2NUM(a.version) : self;
 }
@@ -1137,6 +1222,7 @@ typedef struct {
     entitle_event ev;
     uint8_t msg[EVENT_MSG_CAP];
     size_t msg_len;
+    error_detail detail;
 } event_args;
 
 /* Waits slice by slice for the next event, until one comes, the deadline, an interrupt, or
@@ -1162,6 +1248,9 @@ event_nogvl(void *p)
             __atomic_load_n(a->closing, __ATOMIC_ACQUIRE)) {
             break;
         }
+    }
+    if (a->result != ENTITLE_RESULT_OK && a->result != ENTITLE_RESULT_TIMEOUT) {
+        detail_capture(&a->detail);
     }
     return NULL;
 }
@@ -1201,6 +1290,7 @@ engine_next_event(VALUE self, VALUE after, VALUE timeout)
     a->after = after_seq;
     a->deadline_ms = left_ms < 0 ? -1 : now_ms() + left_ms;
     a->closing = &d->closing;
+    a->detail.len = 0;
     for (;;) {
         a->interrupted = 0;
         without_gvl(d, event_nogvl, a, event_ubf, a);
@@ -1221,7 +1311,7 @@ engine_next_event(VALUE self, VALUE after, VALUE timeout)
         return Qnil;
     }
     if (a->result != ENTITLE_RESULT_OK) {
-        raise_result(a->result);
+        raise_captured(a->result, &a->detail);
     }
     VALUE msg = rb_utf8_str_new((const char *)a->msg, (long)a->msg_len);
     VALUE f[] = {ULL2NUM(a->ev.seq), UINT2NUM(a->ev.kind), ULL2NUM(a->ev.old_version),
