@@ -29,7 +29,12 @@ class EntitlementMiddleware
     customer = @customer.call(env)
     return deny("customer_unknown", nil) if customer.nil? || customer.empty?
 
-    decision = @engine.check(customer, @feature)
+    begin
+      decision = @engine.check(customer, @feature)
+    rescue Entitle::InvalidArgumentError, EncodingError
+      # An id that is not UTF-8 (headers are bytes): the client's mistake, not a server error.
+      return deny("customer_invalid", nil, status: 400)
+    end
     return @app.call(env) if decision.enabled?
 
     deny(decision.reason.to_s, decision)
@@ -37,9 +42,9 @@ class EntitlementMiddleware
 
   private
 
-  def deny(reason, decision)
-    body = JSON.generate(error: "not entitled", feature: @feature, reason: reason,
-                         version: decision&.version)
-    [403, {"content-type" => "application/json", "x-entitle-reason" => reason}, [body]]
+  def deny(reason, decision, status: 403)
+    body = JSON.generate(error: status == 400 ? "invalid customer id" : "not entitled",
+                         feature: @feature, reason: reason, version: decision&.version)
+    [status, {"content-type" => "application/json", "x-entitle-reason" => reason}, [body]]
   end
 end

@@ -1,7 +1,7 @@
 # frozen_string_literal: true
 
 # The Rack middleware example (examples/), started under Puma and called over HTTP: 200 for an
-# entitled customer, 403 with the reason for the others.
+# entitled customer, 403 with the reason for the others, 400 for an id that is not UTF-8.
 require_relative "test_helper"
 require "net/http"
 
@@ -48,6 +48,10 @@ class MiddlewareTest < Minitest::Test
         assert_equal "403", cancelled.code
         assert_equal "default", JSON.parse(cancelled.body)["reason"]
         assert_equal "customer_unknown", get.call(nil)["x-entitle-reason"]
+        # A header that is not UTF-8 is the client's mistake: 400, not an exception (a 500).
+        invalid = get.call("cus\xff".b)
+        assert_equal "400", invalid.code
+        assert_equal "customer_invalid", invalid["x-entitle-reason"]
       ensure
         Process.kill("TERM", -pid)
         Timeout.timeout(30) { Process.wait(pid) }
