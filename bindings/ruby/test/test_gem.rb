@@ -49,6 +49,23 @@ class GemTest < Minitest::Test
     assert_equal "true\nInfinity\ncustomer_not_found\n", out
   end
 
+  # The library and header directories may contain spaces (they were passed to the compiler and
+  # linker unquoted: the header check failed).
+  def test_directories_with_spaces
+    Dir.mktmpdir("entitle gem") do |dir|
+      File.symlink(File.join(TARGET, "release"), File.join(dir, "lib dir"))
+      File.symlink(File.join(REPO, "ffi", "include"), File.join(dir, "include dir"))
+      build = File.join(dir, "build")
+      FileUtils.mkdir_p(build)
+      env = {"ENTITLE_LIB_DIR" => File.join(dir, "lib dir"), "ENTITLE_INCLUDE_DIR" => File.join(dir, "include dir")}
+      out, status = Open3.capture2e(env, RbConfig.ruby, File.join(GEM_DIR, "ext", "entitle", "extconf.rb"), chdir: build)
+      assert status.success?, out
+      out, status = Open3.capture2e("make", chdir: build)
+      assert status.success?, out
+      refute_empty Dir[File.join(build, "**", "entitle_ext.so")]
+    end
+  end
+
   def test_a_missing_library_is_a_clear_error
     Dir.mktmpdir do |dir|
       env = {"ENTITLE_LIB_DIR" => dir, "ENTITLE_INCLUDE_DIR" => File.join(REPO, "ffi", "include")}

@@ -47,11 +47,12 @@ static_lib = File.join(lib_dir, "libentitle.a")
 entitle_abort("libentitle.a not found in #{lib_dir}") unless File.file?(static_lib)
 entitle_abort("entitle.h not found in #{include_dir}") unless File.file?(File.join(include_dir, "entitle.h"))
 
-$INCFLAGS << " -I#{include_dir}"
+# Quoted (mkmf's String#quote): a directory may contain spaces.
+$INCFLAGS << " -I#{include_dir.quote}"
 $CFLAGS << " -std=gnu11 -O2"
 # The library itself, by path (never the shared libentitle.so next to it), then what a Rust static
 # library needs from the system (`cargo rustc -- --print native-static-libs`).
-$LOCAL_LIBS << " #{static_lib}"
+$LOCAL_LIBS << " #{static_lib.quote}"
 %w[gcc_s util rt pthread m dl].each { |lib| $libs = append_library($libs, lib) }
 # Keep the Rust library's symbols out of the extension's dynamic symbol table, and drop unused
 # sections: the extension exports Init_entitle_ext only.
