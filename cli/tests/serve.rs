@@ -962,24 +962,26 @@ fn server_with_descriptors(edge: &str, limit: usize, extra: &[&str]) -> Server {
     }
 }
 
-/// Opens connections with `open` until the server (process `pid`) has every descriptor below
-/// `limit` in use, then a few more that wait to be accepted.
+/// Opens long-polls with `open`, one at a time, until the server, out of descriptors, answers one
+/// `503` at once (at most `limit`); returns the others, held.
 #[cfg(target_os = "linux")]
-fn fill_descriptors(pid: u32, limit: usize, open: impl Fn() -> TcpStream) -> Vec<TcpStream> {
-    let mut conns = Vec::new();
-    while descriptors_in_use(pid, limit) < limit {
-        assert!(
-            conns.len() < 2 * limit,
-            "the server's descriptors never ran out"
-        );
-        conns.push(open());
-        std::thread::sleep(Duration::from_millis(10));
+fn fill_descriptors(limit: usize, open: impl Fn() -> TcpStream) -> Vec<TcpStream> {
+    let mut held = Vec::new();
+    loop {
+        assert!(held.len() < limit, "the server's descriptors never ran out");
+        let mut s = open();
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let mut head = [0u8; 12];
+        match s.read(&mut head) {
+            Ok(n) if n > 0 => {
+                assert_eq!(&head[..n], &b"HTTP/1.1 503"[..n]);
+                // The descriptor given up to answer is taken back.
+                std::thread::sleep(Duration::from_millis(100));
+                return held;
+            }
+            _ => held.push(s),
+        }
     }
-    for _ in 0..4 {
-        conns.push(open());
-    }
-    std::thread::sleep(Duration::from_millis(100));
-    conns
 }
 
 /// Reads one response of known length off a kept-alive connection.
@@ -1033,11 +1035,11 @@ fn running_out_of_descriptors_does_not_lose_the_manifest() {
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     early
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(b"GET /manifest.json HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     assert_eq!(read_response(&mut early).status, 200);
     // Every other descriptor taken by long-polls (clients the server must keep).
-    let polls = fill_descriptors(pid, LIMIT, || {
+    let polls = fill_descriptors(LIMIT, || {
         let mut s = TcpStream::connect(&server.addr).unwrap();
         s.write_all(long_poll.as_bytes()).unwrap();
         s
@@ -1069,6 +1071,48 @@ fn running_out_of_descriptors_does_not_lose_the_manifest() {
         (r.header("entitle-version") == Some("2")).then_some(r)
     });
     assert_eq!(state.json()["features"][0]["value_limit"], 20);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn out_of_descriptors_with_every_connection_trusted_new_ones_are_refused() {
+    const LIMIT: usize = 64;
+    let dir = TempDir::new("cli-serve");
+    let edge = dir.path("edge");
+    ok(&["publish", &catalog(&dir, "c1.json", 10), "--edge", &edge]);
+    let server = server_with_descriptors(&edge, LIMIT, &[]);
+    let pid = server.process.child.id();
+    let etag = server
+        .get("/manifest.json", &[])
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    let long_poll =
+        format!("GET /manifest.json?wait=25 HTTP/1.1\r\nHost: x\r\nIf-None-Match: {etag}\r\n\r\n");
+    let _polls = fill_descriptors(LIMIT, || {
+        let mut s = TcpStream::connect(&server.addr).unwrap();
+        s.write_all(long_poll.as_bytes()).unwrap();
+        s
+    });
+    // No pending connection to close: a new client is told so at once (503), not left waiting
+    // for a long-poll to end.
+    let start = Instant::now();
+    let mut s = TcpStream::connect(&server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let answer = String::from_utf8_lossy(&raw);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    // The descriptor kept for that is kept again.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(descriptors_in_use(pid, LIMIT), LIMIT);
 }
 
 #[cfg(target_os = "linux")]

@@ -16,8 +16,8 @@
 //!   that carries the token). At most [`Limits::max_pending`] connections are pending; beyond that,
 //!   or when all [`Limits::max_connections`] are taken, the oldest pending connection is closed to
 //!   make room; so is it when the process runs out of file descriptors. Connections that hold no
-//!   trusted request can therefore never lock a real client out;
-//!   only when every connection is trusted is a new one refused (`503`).
+//!   trusted request can therefore never lock a real client out; only when every connection is
+//!   trusted is a new one refused (`503`, out of descriptors too: one is kept in reserve for that).
 //!
 //! Shutdown: once the shutdown signal fires, the listener is closed, a connection that never sent a
 //! whole request is closed at once, every other one finishes the request it is serving (handlers
@@ -187,6 +187,8 @@ pub async fn run(
         pending: Mutex::new(Pending::default()),
         all_closed: Notify::new(),
     });
+    // A descriptor held in reserve, given up to answer a client `503` when none is left.
+    let mut reserve = reserve_descriptor();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
@@ -195,6 +197,9 @@ pub async fn run(
         .half_close(false)
         .keep_alive(true);
     loop {
+        if reserve.is_none() {
+            reserve = reserve_descriptor();
+        }
         let accepted = tokio::select! {
             biased;
             _ = wait_true(&mut shutdown) => break,
@@ -204,17 +209,16 @@ pub async fn run(
             Ok(a) => a,
             Err(e) => {
                 shared.stats.accept_errors.fetch_add(1, Ordering::Relaxed);
-                // Out of descriptors: close the oldest pending connection so that connections
-                // holding no trusted request cannot keep every descriptor, and give it a moment
-                // to close. Otherwise (every connection trusted, or a connection reset before
-                // accept) pause instead of spinning.
-                let pause = if out_of_descriptors(&e) && shared.evict_oldest() {
-                    2
+                if out_of_descriptors(&e) {
+                    match take_waiting(&listener, &shared, &mut reserve).await {
+                        Some(a) => a,
+                        None => continue,
+                    }
                 } else {
-                    20
-                };
-                tokio::time::sleep(Duration::from_millis(pause)).await;
-                continue;
+                    // A connection reset before accept: pause instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
             }
         };
         let _ = stream.set_nodelay(true);
@@ -262,6 +266,52 @@ pub async fn run(
         }
     };
     let _ = tokio::time::timeout(limits.shutdown_timeout, drained).await;
+}
+
+/// Out of descriptors (an accept failed for want of one, whether or not a client is waiting):
+/// gives up the descriptor kept in `reserve` to take the waiting client, if any. To make room for
+/// it the oldest pending connection is closed; when every connection is trusted it is answered
+/// `503` instead, and the reserve is taken back. Without a reserve, closes the oldest pending
+/// connection (or, with none, waits a moment) and takes no client.
+async fn take_waiting(
+    listener: &TcpListener,
+    shared: &Shared,
+    reserve: &mut Option<std::fs::File>,
+) -> Option<(TcpStream, SocketAddr)> {
+    let Some(spare) = reserve.take() else {
+        let pause = if shared.evict_oldest() { 2 } else { 20 };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        return None;
+    };
+    drop(spare);
+    let waiting = std::future::poll_fn(|cx| Poll::Ready(listener.poll_accept(cx))).await;
+    match waiting {
+        Poll::Ready(Ok(client)) if shared.evict_oldest() => Some(client),
+        Poll::Ready(Ok((stream, _))) => {
+            shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+            let _ = stream.try_write(REFUSED);
+            drop(stream);
+            *reserve = reserve_descriptor();
+            None
+        }
+        // Nobody waiting (the failed accept did not look), or another failure.
+        Poll::Ready(Err(_)) | Poll::Pending => {
+            *reserve = reserve_descriptor();
+            None
+        }
+    }
+}
+
+/// A file descriptor to hold in reserve (`/dev/null` opened), when one is left.
+fn reserve_descriptor() -> Option<std::fs::File> {
+    #[cfg(unix)]
+    {
+        std::fs::File::open("/dev/null").ok()
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
 }
 
 /// Whether an accept failed for want of a file descriptor (the process's or the system's).
