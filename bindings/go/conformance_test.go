@@ -117,8 +117,8 @@ func checkCase(t *testing.T, e *entitle.Engine, c conformanceCase) {
 		t.Fatalf("%s: at: %v", c.Name, err)
 	}
 	when := time.Unix(secs, 0)
-	// Lookups by key twice: first each call without a feature handle kept for the key (the path
-	// by key), then through the handle the engine keeps for a key that is a feature.
+	// Lookups by key three times: first each call without a feature handle kept for the key (the
+	// path by key), then through the handle the engine keeps for a key that is a feature.
 	entitle.ForgetFeatureKeys(e)
 	d := checkCaseByKey(t, e, c, when, true)
 	if keys, _ := entitle.FeatureKeys(e); slices.Contains(keys, c.Feature) != (d.FeatureType != entitle.FeatureUnknown) {
@@ -126,6 +126,11 @@ func checkCase(t *testing.T, e *entitle.Engine, c conformanceCase) {
 	}
 	if got := checkCaseByKey(t, e, c, when, false); got != d {
 		t.Errorf("%s: CheckAt through the kept handle %+v, want %+v", c.Name, got, d)
+	}
+	// And with a handle for every feature (a key that is none then takes the library's call).
+	entitle.RefreshFeatureKeys(e)
+	if got := checkCaseByKey(t, e, c, when, false); got != d {
+		t.Errorf("%s: CheckAt with every feature's handle %+v, want %+v", c.Name, got, d)
 	}
 	checkCaseHandles(t, e, c, when, d)
 }

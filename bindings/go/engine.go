@@ -395,8 +395,10 @@ func newEngine(ptr *C.entitle_engine, syncing bool, logger *slog.Logger) *Engine
 		syncing:  syncing,
 		keys:     new(keyCache),
 	}
-	// An engine that syncs changes its content in the background: the goroutine that follows its
-	// events brings the handles of e.keys up to date after each change (and logs, with a logger).
+	// Handles for the content's features; an engine that syncs changes its content in the
+	// background: the goroutine that follows its events brings the handles of e.keys up to date
+	// after each change (and logs, with a logger).
+	e.keys.refresh(ptr)
 	if logger != nil || syncing {
 		e.events = make(chan struct{})
 		go followEvents(ptr, logger, e.keys, e.events)
@@ -563,6 +565,27 @@ func resolve(ptr *C.entitle_engine, key string) (C.entitle_feature, bool) {
 	return out, true
 }
 
+// featureKeysOf gives the keys of the features of ptr's content (ptr is live for the call).
+func featureKeysOf(ptr *C.entitle_engine) ([]string, bool) {
+	var list *C.entitle_entitlements
+	var detail C.goe_err
+	if r := C.goe_entitlements_at(ptr, nil, 0, 0, &list, &detail); r != C.ENTITLE_RESULT_OK {
+		_ = takeError(r, &detail)
+		return nil, false
+	}
+	defer C.entitle_entitlements_free(list)
+	n := int(C.entitle_entitlements_len(list))
+	keys := make([]string, 0, n)
+	for i := 0; i < n; i++ {
+		var entry C.entitle_entitlement
+		if C.entitle_entitlements_get(list, C.size_t(i), &entry) != C.ENTITLE_RESULT_OK {
+			return nil, false
+		}
+		keys = append(keys, C.GoStringN((*C.char)(unsafe.Pointer(entry.key)), C.int(entry.key_len)))
+	}
+	return keys, true
+}
+
 // checkByKey evaluates feature for customer by key into d, and keeps a handle for feature when it
 // is a feature of the content.
 // (enabledByKey does the same inline: every call level costs spilled registers.)
@@ -593,18 +616,24 @@ func (e *Engine) EnabledAt(customer, feature string, at time.Time) bool {
 }
 
 func (e *Engine) enabled(customer, feature string, hasAt bool, at int64) bool {
-	// Flat (every call level costs spilled registers): the handle and its C call; else the whole
-	// decision by key, which tells whether the key is a feature.
+	// Flat (every call level costs spilled registers): the handle and its C call; else, when the
+	// engine may still keep a handle for the key, the whole decision by key, which tells whether
+	// the key is a feature; else the library's call by key.
 	cp, cn := cStr(customer)
+	fp, fn := cStr(feature)
 	if t := e.keys.cur.Load(); t != nil {
 		if h, ok := t.get(feature); ok {
 			r := C.goe_feature_enabled(e.guardAddr(), h, cp, cn, C.bool(hasAt), C.int64_t(at))
 			runtime.KeepAlive(e) // e's cleanup frees the guard: not before the call has returned
 			return bool(r)
 		}
+		if t.final() {
+			b := C.goe_enabled(e.guardAddr(), cp, cn, fp, fn, C.bool(hasAt), C.int64_t(at))
+			runtime.KeepAlive(e)
+			return bool(b)
+		}
 	}
 	var d C.entitle_decision
-	fp, fn := cStr(feature)
 	r := C.goe_check(e.guardAddr(), cp, cn, fp, fn, C.bool(hasAt), C.int64_t(at), &d)
 	runtime.KeepAlive(e)
 	switch r {
@@ -651,6 +680,9 @@ func (e *Engine) limit(customer, feature string, hasAt bool, at int64) Limit {
 			runtime.KeepAlive(e)
 			return limitOf(r)
 		}
+		if t.final() {
+			return e.limitPlain(customer, feature, hasAt, at)
+		}
 	}
 	return e.limitByKey(customer, feature, hasAt, at)
 }
@@ -667,6 +699,11 @@ func (e *Engine) limitByKey(customer, feature string, hasAt bool, at int64) Limi
 	case C.GOE_CLOSED:
 		return Limit{}
 	}
+	return e.limitPlain(customer, feature, hasAt, at)
+}
+
+// limitPlain is Limit through the library's call by key.
+func (e *Engine) limitPlain(customer, feature string, hasAt bool, at int64) Limit {
 	cp, cn := cStr(customer)
 	fp, fn := cStr(feature)
 	r := C.goe_limit(e.guardAddr(), cp, cn, fp, fn, C.bool(hasAt), C.int64_t(at))
@@ -698,6 +735,9 @@ func (e *Engine) allows(customer, feature string, usage, requested uint64, hasAt
 			runtime.KeepAlive(e)
 			return bool(r)
 		}
+		if t.final() {
+			return e.allowsPlain(customer, feature, usage, requested, hasAt, at)
+		}
 	}
 	return e.allowsByKey(customer, feature, usage, requested, hasAt, at)
 }
@@ -719,6 +759,11 @@ func (e *Engine) allowsByKey(customer, feature string, usage, requested uint64, 
 	case C.GOE_CLOSED:
 		return false
 	}
+	return e.allowsPlain(customer, feature, usage, requested, hasAt, at)
+}
+
+// allowsPlain is Allows through the library's call by key.
+func (e *Engine) allowsPlain(customer, feature string, usage, requested uint64, hasAt bool, at int64) bool {
 	cp, cn := cStr(customer)
 	fp, fn := cStr(feature)
 	r := C.goe_allows(e.guardAddr(), cp, cn, fp, fn, C.uint64_t(usage), C.uint64_t(requested), C.bool(hasAt),

@@ -16,6 +16,14 @@ func ForgetFeatureKeys(e *Engine) {
 	e.keys.cur.Store(nil)
 }
 
+// RefreshFeatureKeys makes e take handles for its content's features, as after a swap.
+func RefreshFeatureKeys(e *Engine) {
+	if e.enter() {
+		e.keys.refresh(e.ptr)
+		e.exit()
+	}
+}
+
 // SaveFeatureKeys gives the feature handles e keeps now, for RestoreFeatureKeys.
 func SaveFeatureKeys(e *Engine) any {
 	return e.keys.cur.Load()

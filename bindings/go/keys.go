@@ -22,16 +22,21 @@ const maxCachedKeys = 256
 
 // keyCache holds the feature handles that lookups by key (Enabled, Limit, Allows, Check and their
 // At forms) use, so that they cost what a Feature's lookups do: the library then skips hashing and
-// finding the key. A key gets a handle on its first lookup that finds it to be a feature of the
-// content; keys that are not features (any string an application passes) never get one, and at
-// most maxCachedKeys do. Lookups read cur without a lock: an immutable table, replaced whole under
-// mu when a key is added or after the content changed.
+// finding the key. Lookups read cur without a lock: an immutable table, replaced whole under mu.
+//
+// refresh fills the table with a handle for every feature of the content (a complete table) when
+// there are at most maxCachedKeys of them; a lookup of a key the complete table does not hold then
+// takes the library's call by key, as every lookup did before there were handles. Otherwise (more
+// features, or no content yet) a key gets a handle on its first lookup that finds it to be a
+// feature (learn), up to maxCachedKeys of them. Keys that are not features (any string an
+// application passes) never get one.
 //
 // Handles answer right across every content change by themselves (one resolved against an older
-// feature list finds its key again, never answering for another feature), so the table is always
-// correct; refresh drops the handles of an older feature list, so that their keys get handles on
-// the direct path again. Replace, ReplaceFile and ApplyDelta refresh it; on an engine that syncs,
-// so does the goroutine that follows its events (followEvents).
+// feature list finds its key again, never answering for another feature), and the library's call
+// by key always answers from the current content: so the table is always correct, also between a
+// change and the refresh that follows it, which only puts the handles back on the direct path.
+// Replace, ReplaceFile and ApplyDelta refresh it; on an engine that syncs, so does the goroutine
+// that follows its events (followEvents).
 type keyCache struct {
 	cur atomic.Pointer[keyTable]
 	mu  sync.Mutex
@@ -46,7 +51,7 @@ func (k *keyCache) learn(e *Engine, key string) {
 	if key == "" {
 		return // no feature has it (the table's empty slots have length 0)
 	}
-	if t := k.cur.Load(); t != nil && len(t.entries) >= maxCachedKeys || k.stopped.Load() {
+	if t := k.cur.Load(); t != nil && t.final() || k.stopped.Load() {
 		return
 	}
 	k.mu.Lock()
@@ -54,7 +59,7 @@ func (k *keyCache) learn(e *Engine, key string) {
 	old := k.cur.Load()
 	var entries []keyEntry
 	if old != nil {
-		if _, ok := old.get(key); ok || len(old.entries) >= maxCachedKeys {
+		if _, ok := old.get(key); ok || old.final() {
 			return
 		}
 		entries = old.entries
@@ -75,17 +80,39 @@ func (k *keyCache) learn(e *Engine, key string) {
 	k.cur.Store(newKeyTable(entries))
 }
 
-// refresh drops the handles resolved against another feature list than the content's current one
-// (ptr is the live C engine). Their keys get new handles on their next lookup, if they are still
-// features.
+// refresh brings the table up to date with the content of ptr (the live C engine): a complete
+// table of its features when there are at most maxCachedKeys; otherwise the handles kept so far
+// that were resolved against its feature list.
 func (k *keyCache) refresh(ptr *C.entitle_engine) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	old := k.cur.Load()
+	// A handle resolved now carries the identity of the current feature list.
+	if old != nil && old.complete {
+		if h, ok := resolve(ptr, old.entries[0].key); ok && h.table == old.entries[0].h.table {
+			return // the same feature list
+		}
+	}
+	if keys, ok := featureKeysOf(ptr); ok && len(keys) > 0 && len(keys) <= maxCachedKeys && !k.stopped.Load() {
+		entries := make([]keyEntry, 0, len(keys))
+		for _, key := range keys {
+			h, ok := resolve(ptr, key)
+			if !ok {
+				k.stopped.Store(true) // the process's table of keys is full
+				break
+			}
+			entries = append(entries, keyEntry{key: key, h: h})
+		}
+		if len(entries) == len(keys) {
+			t := newKeyTable(entries)
+			t.complete = true
+			k.cur.Store(t)
+			return
+		}
+	}
 	if old == nil {
 		return
 	}
-	// A handle resolved now carries the identity of the current feature list.
 	current, ok := resolve(ptr, old.entries[0].key)
 	if !ok {
 		k.cur.Store(nil)
@@ -97,12 +124,10 @@ func (k *keyCache) refresh(ptr *C.entitle_engine) {
 			kept = append(kept, en)
 		}
 	}
-	switch len(kept) {
-	case len(old.entries):
-	case 0:
+	if len(kept) == 0 {
 		k.cur.Store(nil)
-	default:
-		k.cur.Store(newKeyTable(kept))
+	} else {
+		k.cur.Store(newKeyTable(kept)) // learns the others again
 	}
 }
 
@@ -121,6 +146,15 @@ type keyTable struct {
 	// lengths has bit min(n, 63) set for each key of n bytes: most keys that are no features
 	// (each lookup of one takes the path by key) are told apart by their length alone.
 	lengths uint64
+	// complete: the table holds every feature of the content it was made for (by refresh).
+	complete bool
+}
+
+// final reports whether no key is added to the table: it holds every feature of the content, or
+// as many keys as it takes. A lookup of a key it does not hold then takes the library's call by
+// key.
+func (t *keyTable) final() bool {
+	return t.complete || len(t.entries) >= maxCachedKeys
 }
 
 // keySlot is a used slot when n > 0 (learn never keeps the empty key). For keys of up to 16 bytes,
