@@ -96,6 +96,9 @@ func (k *keyCache) refresh(ptr *C.entitle_engine) {
 	if keys, ok := featureKeysOf(ptr); ok && len(keys) > 0 && len(keys) <= maxCachedKeys && !k.stopped.Load() {
 		entries := make([]keyEntry, 0, len(keys))
 		for _, key := range keys {
+			if key == "" {
+				break // no valid content has it, and the table cannot hold it: learn instead
+			}
 			h, ok := resolve(ptr, key)
 			if !ok {
 				k.stopped.Store(true) // the process's table of keys is full
