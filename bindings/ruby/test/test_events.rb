@@ -80,6 +80,24 @@ class EventsTest < Minitest::Test
     assert_kind_of Entitle::ClosedError, reader.value
   end
 
+  # Entitle.after_fork where the listener runs (the parent, or a child the hook already restarted
+  # it in, as a server's worker-boot hook would) starts no second listener: each block still runs
+  # once per change (it ran twice).
+  def test_after_fork_again_keeps_one_listener
+    Dir.mktmpdir do |dir|
+      paths = snapshots(dir)
+      engine = Entitle::Engine.from_file(paths[:v1])
+      seen = Queue.new
+      engine.on_change { |event| seen << event.new_version }
+      2.times { Entitle.after_fork }
+      engine.apply_delta(File.binread(paths[:delta]))
+      assert_equal 2, Timeout.timeout(10) { seen.pop }
+      sleep 0.3 # a second listener would have delivered the event again by now
+      assert_equal 0, seen.size
+      engine.close
+    end
+  end
+
   def test_the_listener_restarts_in_a_forked_child
     Dir.mktmpdir do |dir|
       paths = snapshots(dir)

@@ -148,9 +148,10 @@ module Entitle
       block
     end
 
-    # Restarts the on_change thread in a forked child (threads do not survive fork).
+    # Restarts the on_change thread in a forked child (threads do not survive fork). A listener that
+    # is alive (in the process that started it, or restarted already) is kept: a second one would
+    # call every block twice.
     def __restart_listener
-      @listener = nil
       start_listener if @listeners && !closed?
     end
 
