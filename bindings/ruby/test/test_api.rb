@@ -111,6 +111,22 @@ class ApiTest < Minitest::Test
     end
   end
 
+  # A JSON String in another encoding is text like any other: transcoded, as ids are (a UTF-16
+  # String was read as bytes, "invalid JSON"; a Latin-1 one "not valid UTF-8").
+  def test_catalog_strings_in_other_encodings
+    latin = {"features" => [{"key" => "sso", "type" => "flag", "default" => false}],
+             "customers" => [{"id" => "caf\u00E9", "overrides" => {"sso" => true}}]}
+    json = JSON.generate(latin)
+    [json.encode(Encoding::UTF_16LE), json.encode(Encoding::ISO_8859_1), json.b].each do |text|
+      engine = Entitle::Engine.from_catalog(text)
+      assert engine.enabled?("caf\u00E9", "sso"), text.encoding.name
+      engine.close
+    end
+    assert_raises(Encoding::UndefinedConversionError) do
+      Entitle::Engine.from_catalog("{\"x\": \"\x81\"}".dup.force_encoding(Encoding::Windows_1252))
+    end
+  end
+
   def test_open_with_a_block_closes
     Dir.mktmpdir do |dir|
       paths = snapshots(dir)

@@ -32,10 +32,12 @@ module Entitle
       # An engine built from a catalog: a Hash (turned into JSON) or a JSON String, validated and
       # compiled (content version 0). Meant for tests and small applications; production loads
       # snapshots. Raises Entitle::CatalogError naming the path of the first invalid value.
+      # A String in an encoding other than UTF-8 is transcoded first, as ids are (a binary String's
+      # bytes are taken as UTF-8).
       def from_catalog(catalog)
         json = case catalog
                when Hash then JSON.generate(catalog)
-               when String then catalog
+               when String then utf8_text(catalog)
                else raise TypeError, "catalog must be a Hash or a JSON String, not #{catalog.class}"
                end
         _from_catalog_json(json)
@@ -105,6 +107,13 @@ module Entitle
       end
 
       private
+
+      # +text+ as UTF-8 bytes: UTF-8, US-ASCII and binary Strings as they are, others transcoded.
+      def utf8_text(text)
+        return text if [Encoding::UTF_8, Encoding::US_ASCII, Encoding::BINARY].include?(text.encoding)
+
+        text.encode(Encoding::UTF_8)
+      end
 
       def millis(name, seconds)
         return 0 if seconds.nil?

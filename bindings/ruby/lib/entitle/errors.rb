@@ -21,8 +21,9 @@ module Entitle
   #   any other                                 Error
   #
   # Arguments of the wrong Ruby type raise TypeError, out-of-range numbers ArgumentError or
-  # RangeError, and Strings that cannot be transcoded to UTF-8 Encoding::UndefinedConversionError
-  # or Encoding::InvalidByteSequenceError, as anywhere in Ruby.
+  # RangeError, and Strings that cannot be transcoded to UTF-8 an EncodingError
+  # (Encoding::UndefinedConversionError, Encoding::InvalidByteSequenceError or
+  # Encoding::ConverterNotFoundError), as anywhere in Ruby.
   class Error < StandardError
     # The C ABI's result code (Integer), or nil for an error raised from Ruby code.
     attr_reader :code
