@@ -61,13 +61,48 @@ pub enum SyncError {
     },
 }
 
+/// `text` with the credentials of every URL in it left out (`http://user:secret@edge/x` becomes
+/// `http://edge/x`): error messages end up in logs, status pages and events, and an edge URL may
+/// carry a user and password.
+fn without_credentials(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains('@') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        // The authority ends at the first `/`, `?`, `#` or white space; credentials end at its
+        // last `@`.
+        let end = tail
+            .find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace())
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        let host = authority
+            .rfind('@')
+            .map_or(authority, |i| &authority[i + 1..]);
+        out.push_str(host);
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
 impl fmt::Display for SyncError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The message may quote the URL too (the HTTP client's errors do).
+        let url_message = |url: &str, message: &str| {
+            let text = format!("{url}: {message}");
+            without_credentials(&text).into_owned()
+        };
         match self {
-            SyncError::Transport { url, message, .. } => write!(f, "{url}: {message}"),
-            SyncError::Http { url, status } => write!(f, "{url}: HTTP {status}"),
-            SyncError::Manifest { url, message, .. } => write!(f, "{url}: {message}"),
-            SyncError::Artifact { url, message, .. } => write!(f, "{url}: {message}"),
+            SyncError::Transport { url, message, .. }
+            | SyncError::Manifest { url, message, .. }
+            | SyncError::Artifact { url, message, .. } => f.write_str(&url_message(url, message)),
+            SyncError::Http { url, status } => {
+                write!(f, "{}: HTTP {status}", without_credentials(url))
+            }
             SyncError::Regressed { edge, current } => write!(
                 f,
                 "the edge went back to version {edge} (serving {current}); keeping {current}"
@@ -140,5 +175,41 @@ impl SyncError {
             },
             other => other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_leave_credentials_out() {
+        let cases = [
+            ("http://edge/x/manifest.json", "http://edge/x/manifest.json"),
+            ("http://user:secret@edge:8080/x", "http://edge:8080/x"),
+            ("https://a@b@edge?q=1", "https://edge?q=1"),
+            ("https://token@edge", "https://edge"),
+            (
+                "see http://u:p@one/a and https://v:q@two#f, not me@example",
+                "see http://one/a and https://two#f, not me@example",
+            ),
+            ("no url here", "no url here"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(without_credentials(text), want, "{text}");
+        }
+        let e = SyncError::Transport {
+            url: "http://user:secret@127.0.0.1:9/manifest.json".into(),
+            message: "http://user:secret@127.0.0.1:9/manifest.json: connection refused".into(),
+            source: None,
+        };
+        let text = e.to_string();
+        assert!(!text.contains("secret") && !text.contains("user"), "{text}");
+        assert!(text.contains("http://127.0.0.1:9/manifest.json"), "{text}");
+        let e = SyncError::Http {
+            url: "https://user:secret@edge/manifest.json".into(),
+            status: 500,
+        };
+        assert_eq!(e.to_string(), "https://edge/manifest.json: HTTP 500");
     }
 }
