@@ -124,6 +124,19 @@ pub fn check_token(token: &[u8]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(token).into_owned())
 }
 
+/// `url` without its user and password (`https://user:key@host/p?q` becomes `https://host/p?q`), as
+/// the sync's error messages quote it.
+pub fn without_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    format!("{scheme}://{host}{tail}")
+}
+
 /// `url` without its credentials and query (`https://user:key@host/p?token=x` becomes
 /// `https://host/p?…`), to be shown where the URL's secrets must not be.
 pub fn redact_url(url: &str) -> String {
@@ -388,6 +401,17 @@ mod tests {
             ("host/path", "host/path"),
         ] {
             assert_eq!(redact_url(url), shown, "{url}");
+        }
+        for (url, bare) in [
+            (
+                "http://user:pw@host:1/edge?key=k#f",
+                "http://host:1/edge?key=k#f",
+            ),
+            ("https://a@b@host?x=1", "https://host?x=1"),
+            ("https://host/edge", "https://host/edge"),
+            ("host/path", "host/path"),
+        ] {
+            assert_eq!(without_userinfo(url), bare, "{url}");
         }
     }
 

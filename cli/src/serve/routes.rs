@@ -428,8 +428,10 @@ async fn healthz(State(edge): State<Arc<Edge>>, headers: HeaderMap) -> Response 
         if let Some(url) = &edge.content.upstream_url {
             let (given, shown) = (url.trim_end_matches('/'), super::redact_url(url));
             let shown = shown.trim_end_matches('/');
+            // The sync's own messages already leave the credentials out, not the query.
+            let bare = super::without_userinfo(given);
             for p in &mut problems {
-                *p = p.replace(given, shown);
+                *p = p.replace(given, shown).replace(&bare, shown);
             }
         }
         body["problems"] = json!(problems);
