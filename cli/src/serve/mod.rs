@@ -140,21 +140,11 @@ pub fn without_userinfo(url: &str) -> String {
 /// `url` without its credentials and query (`https://user:key@host/p?token=x` becomes
 /// `https://host/p?…`), to be shown where the URL's secrets must not be.
 pub fn redact_url(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let (rest, query) = match rest.split_once(['?', '#']) {
-        Some((before, _)) => (before, "?…"),
-        None => (rest, ""),
-    };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    let scheme = if scheme.is_empty() {
-        String::new()
-    } else {
-        format!("{scheme}://")
-    };
-    format!("{scheme}{host}{path}{query}")
+    let mut shown = without_userinfo(url);
+    if let Some(query) = shown.find(['?', '#']) {
+        shown.replace_range(query.., "?…");
+    }
+    shown
 }
 
 /// Raises the soft limit on open files to the hard limit: every held connection is a descriptor.
